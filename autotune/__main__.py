@@ -1,0 +1,40 @@
+"""``python -m autotune``: the Hydra app. Each job is one trial; the sweep is the study.
+
+    python -m autotune                                   # the default study (simulator)
+    python -m autotune -m runtime=sglang params.mem=0.7,0.8
+    python -m autotune search=tpe search.n_trials=40     # Bayesian (Optuna)
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig
+
+from autotune.config import register_configs
+
+log = logging.getLogger("autotune")
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="config")
+def app(cfg: DictConfig) -> float | list[float] | None:
+    """Run one trial and hand its score to the sweeper (None = failed / unscorable)."""
+    if cfg.dry_run:
+        from autotune.dry_run import render_study
+
+        render_study(cfg)
+        return None
+    from autotune.trial import TrialContext, run_trial
+
+    return run_trial(cfg, TrialContext.from_hydra())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

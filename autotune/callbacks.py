@@ -1,0 +1,218 @@
+"""The study's lifecycle around Hydra's sweep: validate, open the sweep run, close it.
+
+``StudyCallback`` runs in the sweep driver. Before the first trial it validates the
+whole study (flags of every sweep value, workload, objective) and checks the tracking
+store, so bad input exits non-zero with a clear message and nothing deployed. It then
+creates the MLflow parent run and writes ``study.json`` for the trials. At the end
+it prints the study table and the best trial, and closes the parent run, also when
+the sweep is interrupted (Ctrl-C, SIGTERM) or the process exits early.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from autotune import registry, tracking
+from autotune.objective import Objective
+from autotune.progress import console, print_summary
+from autotune.study import StudyInfo
+from autotune.validation import validate_study
+
+log = logging.getLogger(__name__)
+
+# Exit code for bad input (as argparse uses).
+EXIT_CONFIG = 2
+
+
+def _fail(title: str, errors: list[str]) -> None:
+    console.print(f"[bold red]{title}[/]", highlight=False)
+    for e in errors:
+        console.print(f"  - {e}", highlight=False, markup=False)
+    console.print("Nothing was deployed.", highlight=False)
+    raise SystemExit(EXIT_CONFIG)
+
+
+def expected_trials(cfg: DictConfig) -> int | None:
+    """How many trials the sweep will run, when that is known up front."""
+    sweeper = OmegaConf.select(cfg, "hydra.sweeper")
+    if sweeper is None:
+        return 1
+    if OmegaConf.select(cfg, "hydra.sweeper.n_trials") is not None:
+        return int(cfg.hydra.sweeper.n_trials)
+    from autotune.validation import sweep_values
+
+    sizes: dict[str, int] = {}
+    for key, values, bounds in sweep_values(cfg):
+        if bounds is None:
+            sizes[key.lstrip("+~")] = max(1, len(values))
+    return math.prod(sizes.values()) if sizes else 1
+
+
+class StudyCallback(Callback):
+    def __init__(self) -> None:
+        self.info: StudyInfo | None = None
+        self.parent: tracking.RunLogger | None = None
+        self.interrupted = False
+        self.sweep_dir: Path | None = None
+        self._previous_handlers: dict[int, Any] = {}
+
+    # -- Hydra hooks ---------------------------------------------------------------------
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._start(config, Path(config.hydra.sweep.dir), expected_trials(config))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end(config)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._start(config, Path(config.hydra.run.dir), 1)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end(config)
+
+    # -- implementation ------------------------------------------------------------------
+    def _start(self, cfg: DictConfig, sweep_dir: Path, n_trials: int | None) -> None:
+        errors = validate_study(cfg)
+        if errors:
+            _fail("Invalid study configuration:", errors)
+        if cfg.dry_run:
+            return
+        registry.reap()
+        start_dir = HydraConfig.get().runtime.cwd
+        uri = tracking.resolve_uri(cfg.tracking.uri, start_dir)
+        try:
+            client, exp_id = tracking.connect(uri, cfg.tracking.experiment)
+        except tracking.TrackingError as e:
+            _fail("Tracking store unavailable:", [str(e)])
+        objective = Objective.from_config(cfg.objective)
+        simulated = cfg.deploy.name == "sim"
+        name = cfg.study.name or f"{cfg.tracking.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.sweep_dir = sweep_dir.resolve()
+        self.parent = tracking.create_run(
+            client,
+            exp_id,
+            name,
+            {
+                tracking.ROLE: "sweep",
+                tracking.STUDY: name,
+                tracking.SIMULATED: str(simulated).lower(),
+                tracking.STATUS: "running",
+                "autotune.sweep_dir": str(self.sweep_dir),
+                "autotune.n_trials": n_trials if n_trials is not None else "",
+                "autotune.command": " ".join(sys.argv[1:]),
+            },
+        )
+        self.parent.params(
+            {
+                "model": cfg.model.name,
+                "runtime": cfg.runtime.name,
+                "deploy": cfg.deploy.name,
+                "objective": ",".join(f"{t.direction}:{t.metric}" for t in cfg.objective.terms),
+                "slo": ",".join(f"{k}<={v}" for k, v in cfg.objective.slo.items()) or "none",
+                "workload.scenarios": ",".join(cfg.benchmark.scenarios),
+                "workload.concurrency": ",".join(str(c) for c in cfg.benchmark.concurrency),
+            }
+        )
+        self.info = StudyInfo(
+            name=name,
+            tracking_uri=uri,
+            experiment_id=exp_id,
+            parent_run_id=self.parent.run_id,
+            directions=list(objective.directions),
+            n_trials=n_trials,
+            simulated=simulated,
+        )
+        self.info.write(self.sweep_dir)
+        self._guard()
+        banner = " [magenta](SIMULATED engine)[/]" if simulated else ""
+        console.print(
+            f"[bold]Study {name}[/]{banner}: {n_trials or '?'} trial(s) on deploy={cfg.deploy.name}, "
+            f"tracking {uri}\n  watch: mlflow ui --backend-store-uri {uri}",
+            highlight=False,
+        )
+
+    def _guard(self) -> None:
+        """Never leave the parent RUNNING: mark interrupts, close on any exit."""
+
+        def on_signal(signum: int, frame: Any) -> None:
+            self.interrupted = True
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous_handlers[sig] = signal.signal(sig, on_signal)
+            except ValueError:  # not the main thread
+                pass
+        atexit.register(self._close_parent, "KILLED")
+
+    def _close_parent(self, status: str) -> None:
+        if self.parent is None:
+            return
+        try:
+            if not tracking.is_terminal(self.parent.status()):
+                self.parent.tag(**{tracking.STATUS: "interrupted" if status == "KILLED" else "done"})
+                self.parent.end(status)
+        except Exception:
+            log.exception("could not close the sweep run %s", self.parent.run_id)
+
+    def _end(self, cfg: DictConfig) -> None:
+        if self.parent is None or self.info is None:
+            return
+        try:
+            self._summarize(cfg)
+        except Exception:
+            log.exception("could not summarize the study")
+        finally:
+            self._close_parent("KILLED" if self.interrupted or _in_interrupt() else "FINISHED")
+            for sig, handler in self._previous_handlers.items():
+                signal.signal(sig, handler)
+
+    def _summarize(self, cfg: DictConfig) -> None:
+        assert self.info is not None and self.parent is not None
+        client = self.parent.client
+        runs = tracking.trial_runs(client, self.info.experiment_id, self.info.parent_run_id)
+        objective = Objective.from_config(cfg.objective)
+        flag_names = set(cfg.runtime.flags)
+        rows, best = [], None
+        for r in runs:
+            flags = " ".join(f"{k}={v}" for k, v in sorted(r.data.params.items()) if k in flag_names)
+            m = r.data.metrics
+            ok = r.data.tags.get(tracking.STATUS) == "ok"
+            row = {
+                "trial": r.info.run_name,
+                "status": "ok" if ok else f"failed: {r.data.tags.get(tracking.FAILURE, r.info.status.lower())}",
+                "flags": flags or "(defaults)",
+                "objective": f"{m['objective']:.4g}" if "objective" in m else "",
+                "tput": f"{m['output_throughput_tok_s']:.1f}" if "output_throughput_tok_s" in m else "",
+                "ttft": f"{m['ttft_p99_ms']:.1f}" if "ttft_p99_ms" in m else "",
+                "tpot": f"{m['tpot_mean_ms']:.2f}" if "tpot_mean_ms" in m else "",
+                "run_id": r.info.run_id,
+                "value": m.get("objective"),
+            }
+            rows.append(row)
+            if ok and row["value"] is not None and len(objective.directions) == 1:
+                if best is None or objective.better(row["value"], best["value"]):
+                    best = row
+        n_ok = sum(1 for r in rows if r["status"] == "ok")
+        summary = {"trials_total": len(rows), "trials_ok": n_ok, "trials_failed": len(rows) - n_ok}
+        self.parent.metrics(summary)
+        self.parent.dict({"study": self.info.name, **summary, "trials": rows, "best": best}, "study_summary.json")
+        if best is not None:
+            self.parent.metric("best_objective_final", best["value"])
+            self.parent.tag(**{"autotune.best_run_id": best["run_id"], "autotune.best_trial": best["trial"]})
+        print_summary(f"Study {self.info.name}", rows, best, self.info.simulated)
+
+
+def _in_interrupt() -> bool:
+    exc = sys.exc_info()[1]
+    return isinstance(exc, KeyboardInterrupt | SystemExit)

@@ -1,0 +1,194 @@
+"""Structured configs: the schema every YAML file and command-line override is checked against.
+
+Hydra merges ``conf/`` into these dataclasses, so a typo such as
+``benchmark.concurency=8`` or a wrong type such as ``benchmark.max_requests_per_run=lots``
+fails at composition, before anything is deployed, with a message naming the key.
+
+``params`` is the one open mapping: it holds the launch flags of a trial under the
+engine's native names, and is checked against the runtime's flag table by
+:mod:`autotune.params` instead (with close matches suggested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+
+@dataclass
+class FlagSpec:
+    """One engine launch flag: its type and the values it accepts."""
+
+    type: str = "str"  # int | float | str | bool
+    choices: list[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+    help: str = ""
+
+
+@dataclass
+class RuntimeConfig:
+    """An engine (SGLang, vLLM): how to launch it and how to tell it is healthy."""
+
+    name: str = MISSING
+    # argv prefix of the engine's server; the launcher adds model, host, port and flags.
+    launch: list[str] = MISSING
+    model_arg: str = "--model-path"
+    served_name_arg: str | None = "--served-model-name"
+    host_arg: str = "--host"
+    port_arg: str = "--port"
+    # Always passed, before the trial's flags (e.g. --enable-metrics).
+    extra_args: list[str] = field(default_factory=list)
+    flags: dict[str, FlagSpec] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    # The flag whose value is the number of GPUs a trial takes.
+    gpu_flag: str | None = "tp-size"
+    health_path: str = "/health"
+    ready_log_pattern: str | None = None
+    metrics_path: str | None = "/metrics"
+    # failure class -> regexes searched in the engine log (first match wins, in order).
+    failure_patterns: dict[str, list[str]] = field(default_factory=dict)
+    # genai-bench --api-backend
+    api_backend: str = "openai"
+    image: str = ""
+    image_tag: str = "latest"
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """What is served."""
+
+    name: str = MISSING
+    # HF id or local directory handed to the engine.
+    path: str = MISSING
+    served_name: str | None = None
+    # Local tokenizer directory for genai-bench; null = the model path if it is a local
+    # directory (the simulator falls back to its own bundled tokenizer).
+    tokenizer: str | None = None
+    # Simulator profile of this model (see `python -m autotune.sim predict --help`).
+    sim_profile: str | None = None
+    dtype: str = "bf16"
+
+
+@dataclass
+class DeployConfig:
+    """Where the engine runs. Each target adds its own fields (see conf/deploy/)."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+    host: str = "127.0.0.1"
+    startup_timeout_s: float = 600.0
+    stop_timeout_s: float = 15.0
+    # GPUs on this host that trials may use; null = all that are visible.
+    gpus: list[int] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SimDeployConfig(DeployConfig):
+    _target_: str = "launchers.sim.SimLauncher"
+    name: str = "sim"
+    gpu: str = "h200_sxm"
+    # realtime: an HTTP server driven by genai-bench; virtual: no HTTP, metrics from
+    # the simulator's virtual clock replaying the same benchmark (thousands of trials/min).
+    clock: str = "realtime"
+    seed: int = 0
+    startup_s: float = 1.0
+    # Fault knobs passed to the simulated server (`--sim-fault`), for failure tests.
+    faults: list[str] = field(default_factory=list)
+    startup_timeout_s: float = 60.0
+
+
+@dataclass
+class LocalDeployConfig(DeployConfig):
+    _target_: str = "launchers.local.LocalLauncher"
+    name: str = "local"
+    python: str | None = None  # interpreter for `python -m ...` launches; null = this one
+
+
+@dataclass
+class BenchmarkConfig:
+    """A genai-bench workload: every (scenario, concurrency) pair is one run."""
+
+    scenarios: list[str] = field(default_factory=lambda: ["D(1024,256)"])
+    concurrency: list[int] = field(default_factory=lambda: [8, 32])
+    max_requests_per_run: int = 64
+    max_time_per_run_min: int = 2
+    # Wall-clock limit of the whole genai-bench process; it is killed after this.
+    timeout_s: float = 900.0
+    task: str = "text-to-text"
+    # genai-bench insists on a key; engines started by autotune do not check it.
+    api_key: str = "autotune-dummy-key"
+
+
+@dataclass
+class ObjectiveTerm:
+    metric: str = "output_throughput_tok_s"
+    direction: str = "maximize"  # maximize | minimize
+
+
+@dataclass
+class ObjectiveConfig:
+    """What "better" means. One term → a float; several → a list (multi-objective)."""
+
+    terms: list[ObjectiveTerm] = field(default_factory=lambda: [ObjectiveTerm()])
+    # Read every metric at this concurrency level; null = aggregated across levels.
+    concurrency: int | None = None
+    # How levels are combined when concurrency is null: pooled (all requests of all
+    # levels together, as the parser reports them), mean, min or max of the levels.
+    across_levels: str = "pooled"
+    # Service-level objectives: metric -> bound (<= for latencies and error_rate,
+    # >= for throughputs). A trial that misses one is infeasible.
+    slo: dict[str, float] = field(default_factory=dict)
+    # Level the SLOs are read at; null = the same view as the objective.
+    slo_concurrency: int | None = None
+
+
+@dataclass
+class TrackingConfig:
+    # null = sqlite:///<directory the command was started from>/mlflow.db
+    uri: str | None = None
+    experiment: str = "autotune"
+
+
+@dataclass
+class StudyConfig:
+    # null = derived from the experiment and the time the sweep started.
+    name: str | None = None
+
+
+@dataclass
+class AutotuneConfig:
+    model: ModelConfig = MISSING
+    runtime: RuntimeConfig = MISSING
+    deploy: Any = MISSING
+    benchmark: BenchmarkConfig = MISSING
+    objective: ObjectiveConfig = MISSING
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    # The trial's engine flags under native names (aliases allowed), e.g. {mem: 0.8}.
+    params: dict[str, Any] = field(default_factory=dict)
+    # Render what would be launched, contact nothing, exit 0.
+    dry_run: bool = False
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore (called before Hydra composes)."""
+    cs = ConfigStore.instance()
+    cs.store(name="autotune_schema", node=AutotuneConfig)
+    # `params` must accept keys that the schema cannot know (each engine has its own
+    # flags), so it is left open; autotune.params validates it against the runtime.
+    open_params = OmegaConf.create({"params": {}})
+    OmegaConf.set_struct(open_params.params, False)
+    cs.store(name="autotune_open_params", node=open_params)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="runtime", name="runtime_schema", node=RuntimeConfig)
+    cs.store(group="benchmark", name="benchmark_schema", node=BenchmarkConfig)
+    cs.store(group="objective", name="objective_schema", node=ObjectiveConfig)
+    cs.store(group="deploy", name="sim_schema", node=SimDeployConfig)
+    cs.store(group="deploy", name="local_schema", node=LocalDeployConfig)

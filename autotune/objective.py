@@ -1,0 +1,146 @@
+"""Objectives and SLOs: from a trial's metrics to the number(s) the sweeper optimizes.
+
+    >>> obj = Objective.from_config(cfg.objective)
+    >>> s = obj.score({"output_throughput_tok_s": 1800.0, "ttft_p99_ms": 420.0})
+    >>> s.value, s.feasible
+    (1800.0, True)
+
+Metrics come from :mod:`autotune.benchmark.parse`: un-prefixed names are pooled
+across concurrency levels, ``c<N>.<name>`` are per level. An objective or SLO is
+read either at one level (``concurrency``) or across levels (``across_levels``:
+pooled, mean, min or max of the levels).
+
+Infeasible trials (an SLO missed) rank below every feasible one and still say how
+far they missed, so a model-based sampler learns the boundary:
+
+- maximize (metrics that are >= 0, such as throughput): ``-violation``
+- minimize: ``infeasible_offset + violation``
+
+where ``violation`` is the sum of relative misses (0.2 = 20 % over the bound).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Metric names for which an SLO is a lower bound; every other SLO is an upper bound.
+_HIGHER_IS_BETTER = re.compile(r"(throughput|requests_per_s|num_completed)")
+_LEVEL_KEY = re.compile(r"^(?:(?P<scenario>.+)\.)?c(?P<level>\d+)\.(?P<name>[^.]+)$")
+ACROSS_LEVELS = ("pooled", "mean", "min", "max")
+
+
+def higher_is_better(metric: str) -> bool:
+    return bool(_HIGHER_IS_BETTER.search(metric))
+
+
+def levels(metrics: Mapping[str, float]) -> list[int]:
+    """Concurrency levels present in a metrics dict, ascending."""
+    found = {int(m["level"]) for k in metrics if (m := _LEVEL_KEY.match(k))}
+    return sorted(found)
+
+
+def read_metric(
+    metrics: Mapping[str, float], name: str, concurrency: int | None, across_levels: str
+) -> float | None:
+    """One metric as the objective sees it (None if the benchmark did not produce it)."""
+    if concurrency is not None:
+        vals = [
+            v
+            for k, v in metrics.items()
+            if (m := _LEVEL_KEY.match(k)) and int(m["level"]) == concurrency and m["name"] == name
+        ]
+        return _finite_mean(vals)
+    if across_levels == "pooled":
+        v = metrics.get(name)
+        return float(v) if v is not None and math.isfinite(v) else None
+    per_level = [
+        v for k, v in metrics.items() if (m := _LEVEL_KEY.match(k)) and m["name"] == name
+    ]
+    per_level = [float(v) for v in per_level if math.isfinite(v)]
+    if not per_level:
+        return None
+    return {"mean": sum(per_level) / len(per_level), "min": min(per_level), "max": max(per_level)}[
+        across_levels
+    ]
+
+
+def _finite_mean(vals: Sequence[float]) -> float | None:
+    vals = [float(v) for v in vals if v is not None and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
+@dataclass
+class Score:
+    """What a trial scored: the value(s) for the sweeper plus what explains them."""
+
+    values: list[float]
+    raw: list[float | None]
+    feasible: bool
+    slack: dict[str, float] = field(default_factory=dict)  # relative; < 0 = missed
+
+    @property
+    def value(self) -> float | list[float]:
+        return self.values[0] if len(self.values) == 1 else list(self.values)
+
+
+@dataclass
+class Objective:
+    metrics: list[str]
+    directions: list[str]
+    concurrency: int | None = None
+    across_levels: str = "pooled"
+    slo: dict[str, float] = field(default_factory=dict)
+    slo_concurrency: int | None = None
+    infeasible_offset: float = 1e6
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Objective:
+        terms = list(cfg.terms)
+        return cls(
+            metrics=[t.metric for t in terms],
+            directions=[t.direction for t in terms],
+            concurrency=cfg.concurrency,
+            across_levels=cfg.across_levels,
+            slo={k: float(v) for k, v in dict(cfg.slo or {}).items()},
+            slo_concurrency=cfg.slo_concurrency,
+        )
+
+    def slack(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """Relative slack of every SLO: (bound - value) / bound, flipped for lower bounds."""
+        level = self.slo_concurrency if self.slo_concurrency is not None else self.concurrency
+        out = {}
+        for name, bound in self.slo.items():
+            value = read_metric(metrics, name, level, self.across_levels)
+            if value is None:
+                out[name] = -1.0  # not measured counts as missed
+                continue
+            scale = abs(bound) if bound else 1.0
+            diff = (value - bound) if higher_is_better(name) else (bound - value)
+            out[name] = diff / scale
+        return out
+
+    def score(self, metrics: Mapping[str, float]) -> Score | None:
+        """None when an objective metric is missing (the trial cannot be ranked)."""
+        raw = [read_metric(metrics, m, self.concurrency, self.across_levels) for m in self.metrics]
+        if any(v is None for v in raw):
+            return None
+        slack = self.slack(metrics)
+        violation = sum(-s for s in slack.values() if s < 0)
+        feasible = violation == 0
+        values = []
+        for v, direction in zip(raw, self.directions, strict=True):
+            if feasible:
+                values.append(float(v))
+            elif direction == "maximize":
+                values.append(-violation)
+            else:
+                values.append(self.infeasible_offset + violation)
+        return Score(values=values, raw=raw, feasible=feasible, slack=slack)
+
+    def better(self, a: float, b: float) -> bool:
+        """Is objective value ``a`` better than ``b`` (single objective)?"""
+        return a > b if self.directions[0] == "maximize" else a < b

@@ -1,0 +1,114 @@
+"""Keep secrets out of logs, MLflow and artifacts.
+
+Secret *values* are collected from the environment and config by name (``HF_TOKEN``,
+``*_API_KEY``, ``*_SECRET``, proxy URLs with credentials ...) and replaced by ``***``
+in every text autotune stores or prints.
+
+    >>> is_secret_name("HF_TOKEN"), is_secret_name("CUDA_VISIBLE_DEVICES")
+    (True, False)
+    >>> scrub("token=hf_abc123", ["hf_abc123"])
+    'token=***'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+MASK = "***"
+_SECRET_NAME = re.compile(
+    r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH)", re.I
+)
+_PROXY_NAME = re.compile(r"^(https?|all|no|ftp)_proxy$", re.I)
+# Values shorter than this are not scrubbed: masking "1" everywhere would wreck logs.
+_MIN_SECRET_LEN = 6
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
+def _proxy_credentials(value: str) -> list[str]:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return []
+    found = []
+    if parts.password:
+        found.append(parts.password)
+    if parts.username and parts.password:
+        found.append(f"{parts.username}:{parts.password}")
+    return found
+
+
+def secret_values(env: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> list[str]:
+    """Secret values found in ``env`` (default: this process's environment) plus ``extra``."""
+    env = os.environ if env is None else env
+    values: set[str] = {v for v in extra if v}
+    for name, value in env.items():
+        if not value:
+            continue
+        if is_secret_name(name):
+            values.add(value)
+        elif _PROXY_NAME.match(name):
+            values.update(_proxy_credentials(value))
+    # Longest first, so that a secret containing another is masked whole.
+    return sorted((v for v in values if len(v) >= _MIN_SECRET_LEN), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    for s in secrets:
+        if s:
+            text = text.replace(s, MASK)
+    return text
+
+
+def mask_env(env: Mapping[str, str], secrets: Iterable[str] = ()) -> dict[str, str]:
+    """A copy of ``env`` fit for display: secret-named values masked, others scrubbed."""
+    secrets = list(secrets)
+    out = {}
+    for k, v in env.items():
+        out[k] = MASK if is_secret_name(k) else scrub(str(v), secrets)
+    return out
+
+
+def scrub_tree(folder: Path, secrets: Iterable[str]) -> int:
+    """Rewrite text files under ``folder`` with secrets masked; returns files changed."""
+    secrets = [s for s in secrets if s]
+    if not secrets:
+        return 0
+    changed = 0
+    for path in Path(folder).rglob("*"):
+        if not path.is_file():
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        new = data
+        for s in secrets:
+            new = new.replace(s.encode(), MASK.encode())
+        if new != data:
+            path.write_bytes(new)
+            changed += 1
+    return changed
+
+
+class ScrubbingFilter(logging.Filter):
+    """A logging filter that masks secret values in every record it passes."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = list(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            msg = record.getMessage()
+            clean = scrub(msg, self.secrets)
+            if clean != msg:
+                record.msg, record.args = clean, None
+        return True

@@ -1,0 +1,314 @@
+"""One trial, top to bottom: deploy → ready → benchmark → parse → score → record → teardown.
+
+This is the only module that knows the order of the stages. Each stage is a
+component chosen by config; whatever happens (a failure, an exception, Ctrl-C,
+SIGTERM) the engine is stopped and the MLflow run is closed with a status.
+
+    score = run_trial(cfg, TrialContext.from_hydra(cfg))   # float | list[float] | None
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from autotune import tracking
+from autotune.benchmark.genai_bench import Workload, run_genai_bench
+from autotune.benchmark.parse import parse_experiment
+from autotune.benchmark.virtual import run_virtual
+from autotune.failures import classify, last_lines, read_log
+from autotune.launcher import Endpoint, Failure, LaunchSpec, Launcher, TrialFailure
+from autotune.objective import Objective, Score
+from autotune.params import gpu_count, normalize
+from autotune.progress import TrialProgress
+from autotune.readiness import wait_ready
+from autotune.secrets import scrub, scrub_tree, secret_values
+from autotune.study import StudyInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialContext:
+    """Where a trial sits: its index, its directory and its study."""
+
+    index: int
+    workdir: Path
+    study: StudyInfo
+
+    @classmethod
+    def from_hydra(cls) -> TrialContext:
+        hc = HydraConfig.get()
+        multirun = str(hc.mode) == "RunMode.MULTIRUN"
+        sweep_dir = Path(hc.sweep.dir if multirun else hc.run.dir).resolve()
+        index = int(hc.job.num) if multirun and hc.job.get("num") is not None else 0
+        return cls(
+            index=index,
+            workdir=Path(hc.runtime.output_dir).resolve(),
+            study=StudyInfo.read(sweep_dir),
+        )
+
+
+def workload_from_config(cfg: DictConfig, api_backend: str) -> Workload:
+    b = cfg.benchmark
+    return Workload(
+        scenarios=list(b.scenarios),
+        concurrency=[int(c) for c in b.concurrency],
+        max_requests_per_run=int(b.max_requests_per_run),
+        max_time_per_run_min=int(b.max_time_per_run_min),
+        task=b.task,
+        api_backend=api_backend,
+    )
+
+
+def _flags_label(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items()) or "(engine defaults)"
+
+
+def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
+    """Run one trial; return its score for the sweeper, None if it failed."""
+    params = normalize(dict(cfg.params), cfg.runtime.flags, cfg.runtime.aliases)
+    launcher: Launcher = instantiate(cfg.deploy)
+    objective = Objective.from_config(cfg.objective)
+    secrets = secret_values(extra=[cfg.benchmark.api_key])
+    study = ctx.study
+
+    client, _ = tracking.connect(study.tracking_uri, cfg.tracking.experiment)
+    name = f"trial-{ctx.index:03d}"
+    run = tracking.create_run(
+        client,
+        study.experiment_id,
+        name,
+        {
+            tracking.ROLE: "trial",
+            tracking.PARENT: study.parent_run_id,
+            tracking.STUDY: study.name,
+            tracking.STATUS: "running",
+            tracking.PHASE: "deploying",
+            tracking.SIMULATED: str(launcher.simulated).lower(),
+            "autotune.trial_index": ctx.index,
+            "autotune.deploy": cfg.deploy.name,
+            "autotune.runtime": cfg.runtime.name,
+            "autotune.host": os.uname().nodename,
+        },
+    )
+    progress = TrialProgress(ctx.index, study.n_trials, _flags_label(params), launcher.simulated)
+
+    def phase(p: str) -> None:
+        run.tag(**{tracking.PHASE: p})
+        progress.phase(p)
+
+    spec = LaunchSpec(
+        trial_name=f"{study.name}-{name}",
+        runtime=cfg.runtime,
+        model=cfg.model,
+        params=params,
+        workdir=ctx.workdir,
+        gpus=_assign_gpus(cfg, params),
+    )
+    run.params(
+        {
+            **params,
+            "model": cfg.model.name,
+            "runtime": cfg.runtime.name,
+            "deploy": cfg.deploy.name,
+            "workload.scenarios": ",".join(cfg.benchmark.scenarios),
+            "workload.concurrency": ",".join(str(c) for c in cfg.benchmark.concurrency),
+            "workload.max_requests_per_run": cfg.benchmark.max_requests_per_run,
+            **({"sim.gpu": cfg.deploy.gpu, "sim.clock": cfg.deploy.clock} if launcher.simulated else {}),
+        }
+    )
+    run.text(scrub(OmegaConf.to_yaml(cfg, resolve=True), secrets), "config.yaml")
+    for fname, text in launcher.render(spec).items():
+        run.text(scrub(text, secrets), f"launch/{fname}")
+
+    endpoint: Endpoint | None = None
+    status, failure, score = "FAILED", None, None
+    started = time.monotonic()
+    try:
+        phase("deploying")
+        endpoint = launcher.start(spec)
+        waited = wait_ready(
+            launcher,
+            endpoint,
+            health_path=cfg.runtime.health_path,
+            ready_pattern=cfg.runtime.ready_log_pattern,
+            failure_patterns=cfg.runtime.failure_patterns,
+            timeout_s=float(cfg.deploy.startup_timeout_s),
+        )
+        run.metric("startup_s", waited)
+        phase("ready")
+        _record_server_info(endpoint, cfg, run)
+        metrics = _benchmark(cfg, launcher, endpoint, ctx.workdir, phase, run)
+        scored = objective.score(metrics)
+        if scored is None:
+            raise TrialFailure(
+                Failure.BENCHMARK_FAILED,
+                f"the benchmark produced no {', '.join(objective.metrics)} (error_rate "
+                f"{metrics.get('error_rate', float('nan')):.2f})",
+            )
+        _record_score(run, scored)
+        score = scored.value
+        status = "FINISHED"
+        run.tag(**{tracking.STATUS: "ok"})
+        phase("done")
+    except TrialFailure as e:
+        failure = e.failure
+        log.error("trial %d failed (%s): %s", ctx.index, e.failure.value, scrub(str(e), secrets))
+        run.tag(**{tracking.STATUS: "failed", tracking.FAILURE: e.failure.value})
+        run.text(scrub(str(e), secrets), "failure.txt")
+        phase("failed")
+    except (KeyboardInterrupt, SystemExit):
+        status, failure = "KILLED", Failure.INTERRUPTED
+        run.tag(**{tracking.STATUS: "failed", tracking.FAILURE: Failure.INTERRUPTED.value})
+        progress.phase("interrupted")
+        raise
+    except Exception as e:  # a bug must not stop the study: record it, go on
+        failure = Failure.INTERNAL_ERROR
+        log.exception("trial %d hit an internal error", ctx.index)
+        run.tag(**{tracking.STATUS: "failed", tracking.FAILURE: failure.value})
+        run.text(scrub(traceback.format_exc(), secrets), "failure.txt")
+        phase("failed")
+        del e
+    finally:
+        if endpoint is not None:
+            launcher.stop(endpoint)
+        _record_artifacts(run, ctx.workdir, endpoint, secrets)
+        run.end(status)
+        elapsed = time.monotonic() - started
+        _update_parent(client, study, objective, ctx.index)
+        progress.finish(score, failure.value if failure else None, elapsed)
+    return score
+
+
+def _assign_gpus(cfg: DictConfig, params: dict[str, Any]) -> list[int] | None:
+    pool = cfg.deploy.get("gpus")
+    if pool is None:
+        return None
+    n = gpu_count(params, cfg.runtime.gpu_flag)
+    if n > len(pool):
+        raise TrialFailure(
+            Failure.DEPLOY_ERROR,
+            f"{cfg.runtime.gpu_flag}={n} needs {n} GPUs but deploy.gpus has {len(pool)}",
+        )
+    return [int(g) for g in list(pool)[:n]]
+
+
+def _benchmark(
+    cfg: DictConfig, launcher: Launcher, endpoint: Endpoint, workdir: Path, phase, run
+) -> dict[str, float]:
+    workload = workload_from_config(cfg, cfg.runtime.api_backend)
+    out_dir = workdir / "genai-bench"
+    if endpoint.virtual:
+        phase("benchmarking (virtual clock)")
+        folder = run_virtual(endpoint.info["sim"], workload, out_dir)
+        partial, note = False, ""
+    else:
+        tokenizer = endpoint.info.get("tokenizer") or cfg.model.tokenizer or cfg.model.path
+        bench = run_genai_bench(
+            endpoint.base_url,
+            endpoint.model_name,
+            str(tokenizer),
+            workload,
+            out_dir,
+            timeout_s=float(cfg.benchmark.timeout_s),
+            api_key=cfg.benchmark.api_key,
+            on_progress=phase,
+        )
+        folder, partial = bench.folder, bench.partial
+        note = f"genai-bench exit {bench.returncode}{' (timed out)' if bench.timed_out else ''}"
+        code = launcher.poll(endpoint)
+        if code is not None:
+            text = read_log(endpoint.log_path)
+            found = classify(text, cfg.runtime.failure_patterns) or Failure.CRASH.value
+            _log_partial(run, folder)
+            raise TrialFailure(
+                Failure(found) if found in Failure._value2member_map_ else Failure.CRASH,
+                f"engine exited with code {code} during the benchmark:\n{last_lines(text)}",
+            )
+    result = parse_experiment(folder)
+    metrics = result.metrics()
+    if not result.runs:
+        kind = Failure.BENCHMARK_TIMEOUT if "timed out" in note else Failure.BENCHMARK_FAILED
+        raise TrialFailure(kind, f"the benchmark produced no results ({note})")
+    if partial or result.partial:
+        run.tag(**{"autotune.partial": "true"})
+        log.warning("partial benchmark results (%s)", note)
+    run.metrics(metrics)
+    return metrics
+
+
+def _log_partial(run, folder: Path) -> None:
+    try:
+        result = parse_experiment(folder)
+    except Exception:
+        return
+    if result.runs:
+        run.metrics(result.metrics())
+        run.tag(**{"autotune.partial": "true"})
+
+
+def _record_score(run, scored: Score) -> None:
+    values = scored.values
+    out = {"objective": values[0], "slo_feasible": 1.0 if scored.feasible else 0.0}
+    if len(values) > 1:
+        out.update({f"objective_{i}": v for i, v in enumerate(values)})
+    out.update({f"slo_slack.{k}": v for k, v in scored.slack.items()})
+    run.metrics(out)
+    run.tag(**{"autotune.feasible": str(scored.feasible).lower()})
+
+
+def _record_server_info(endpoint: Endpoint, cfg: DictConfig, run) -> None:
+    """Keep the engine's effective (auto-derived) settings with the trial."""
+    if endpoint.virtual or cfg.runtime.name != "sglang":
+        return
+    try:
+        info = httpx.get(endpoint.base_url + "/get_server_info", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return
+    run.dict(info, "server_info.json")
+
+
+def _record_artifacts(run, workdir: Path, endpoint: Endpoint | None, secrets: list[str]) -> None:
+    """Engine log and genai-bench folder, scrubbed of secrets, then uploaded."""
+    try:
+        scrub_tree(workdir, secrets)
+        if endpoint is not None and endpoint.log_path.exists():
+            run.artifact(endpoint.log_path, "logs")
+        bench = workdir / "genai-bench"
+        if bench.exists():
+            run.artifact(bench, "genai-bench")
+    except Exception:
+        log.exception("could not upload the trial's artifacts")
+
+
+def _update_parent(client, study: StudyInfo, objective: Objective, index: int) -> None:
+    """Live study curves on the parent run: best-so-far and trial counts."""
+    try:
+        runs = tracking.trial_runs(client, study.experiment_id, study.parent_run_id)
+        parent = tracking.RunLogger(client, study.parent_run_id)
+        done = [r for r in runs if tracking.is_terminal(r.info.status)]
+        failed = [r for r in done if r.data.tags.get(tracking.STATUS) != "ok"]
+        values = [
+            r.data.metrics["objective"]
+            for r in done
+            if r.data.tags.get(tracking.STATUS) == "ok" and "objective" in r.data.metrics
+        ]
+        out = {"trials_done": len(done), "trials_failed": len(failed)}
+        if values and len(objective.directions) == 1:
+            pick = max if objective.directions[0] == "maximize" else min
+            out["best_objective"] = pick(values)
+        parent.metrics(out, step=index)
+    except Exception:
+        log.exception("could not update the sweep run")
+

@@ -1,0 +1,219 @@
+"""Check a whole study before the first trial: every error names the key and the fix.
+
+Hydra's structured configs already reject unknown keys and wrong types at
+composition. This module checks what the schema cannot: engine flags (including
+every value a sweep will try), workload strings, objective and SLO metric names,
+the simulator profile, and local paths.
+
+    errors = validate_study(cfg)          # [] when the study can start
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+from omegaconf import DictConfig, OmegaConf
+
+from autotune.benchmark.scenarios import validate_scenario
+from autotune.objective import ACROSS_LEVELS
+from autotune.params import ParamError, canonical_name, coerce, suggest
+
+# Metrics the parser reports (un-prefixed, pooled across levels; also as c<N>.<name>).
+KNOWN_METRICS = (
+    [f"{m}_{s}_ms" for m in ("ttft", "tpot", "e2e") for s in ("mean", "p50", "p90", "p99")]
+    + ["output_throughput_tok_s", "input_throughput_tok_s", "total_throughput_tok_s"]
+    + ["requests_per_s", "error_rate", "num_requests", "num_completed_requests", "num_error_requests"]
+)
+
+
+class StudyConfigError(ValueError):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def sweep_values(cfg: DictConfig) -> Iterator[tuple[str, list[Any], tuple[Any, Any] | None]]:
+    """(key, discrete values, interval bounds) of every override a sweep will apply.
+
+    Covers the command line (``hydra.overrides.task``) and the sweeper's search space
+    (``hydra.sweeper.params``), in the grammar both Hydra sweepers share.
+    """
+    hydra = cfg.get("hydra")
+    if hydra is None:
+        return
+    strings = list(OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or [])
+    sweep_params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    strings += [f"{k}={v}" for k, v in dict(sweep_params).items() if v is not None]
+    parser = OverridesParser.create()
+    for s in strings:
+        try:
+            ov = parser.parse_override(s)
+        except Exception:
+            continue  # Hydra itself reports syntax errors
+        key = ov.key_or_group
+        value = ov.value()
+        if isinstance(value, IntervalSweep):
+            yield key, [], (value.start, value.end)
+        elif isinstance(value, ChoiceSweep | RangeSweep):
+            yield key, list(ov.sweep_iterator()), None
+        else:
+            yield key, [value], None
+
+
+def _check_params(cfg: DictConfig, errors: list[str]) -> None:
+    flags, aliases = cfg.runtime.flags, cfg.runtime.aliases
+    seen: set[str] = set()
+
+    def check(name: str, values: list[Any], bounds: tuple[Any, Any] | None) -> None:
+        try:
+            native = canonical_name(name, flags, aliases)
+        except ParamError as e:
+            if name not in seen:
+                errors.append(str(e))
+                seen.add(name)
+            return
+        for v in [*values, *(bounds or ())]:
+            if v is None:
+                continue
+            try:
+                coerce(name, v, flags[native])
+            except ParamError as e:
+                errors.append(str(e))
+
+    for name, value in dict(cfg.params).items():
+        check(name, [value], None)
+    for key, values, bounds in sweep_values(cfg):
+        key = key.lstrip("+~")
+        if key.startswith("params."):
+            check(key[len("params.") :], values, bounds)
+
+
+def _check_benchmark(cfg: DictConfig, errors: list[str]) -> None:
+    b = cfg.benchmark
+    if not b.scenarios:
+        errors.append("benchmark.scenarios is empty: give at least one, e.g. ['D(1024,256)'].")
+    for s in b.scenarios:
+        try:
+            validate_scenario(s)
+        except ValueError as e:
+            errors.append(f"benchmark.scenarios: {e}")
+    if not b.concurrency:
+        errors.append("benchmark.concurrency is empty: give at least one level, e.g. [8, 32].")
+    for c in b.concurrency:
+        if int(c) < 1:
+            errors.append(f"benchmark.concurrency: {c} is not a level; use integers >= 1.")
+    if b.max_requests_per_run < 1:
+        errors.append("benchmark.max_requests_per_run must be >= 1.")
+    if b.max_time_per_run_min < 1:
+        errors.append("benchmark.max_time_per_run_min must be >= 1 (genai-bench counts minutes).")
+    if b.timeout_s <= 0:
+        errors.append("benchmark.timeout_s must be > 0.")
+
+
+def _check_metric(key: str, name: str, errors: list[str]) -> None:
+    if name not in KNOWN_METRICS:
+        hint = suggest(name, KNOWN_METRICS)
+        errors.append(
+            f"{key}: unknown metric {name!r}."
+            + (f" Did you mean: {', '.join(hint)}?" if hint else "")
+            + f" Known: {', '.join(KNOWN_METRICS)}."
+        )
+
+
+def _check_objective(cfg: DictConfig, errors: list[str]) -> None:
+    o = cfg.objective
+    if not o.terms:
+        errors.append("objective.terms is empty: name at least one metric to optimize.")
+    for i, t in enumerate(o.terms):
+        _check_metric(f"objective.terms[{i}].metric", t.metric, errors)
+        if t.direction not in ("maximize", "minimize"):
+            errors.append(f"objective.terms[{i}].direction={t.direction!r}: use maximize or minimize.")
+    for name in o.slo:
+        _check_metric(f"objective.slo.{name}", name, errors)
+    if o.across_levels not in ACROSS_LEVELS:
+        errors.append(f"objective.across_levels={o.across_levels!r}: use one of {list(ACROSS_LEVELS)}.")
+    levels = [int(c) for c in cfg.benchmark.concurrency]
+    for key in ("concurrency", "slo_concurrency"):
+        level = o.get(key)
+        if level is not None and int(level) not in levels:
+            errors.append(
+                f"objective.{key}={level} is not a benchmark level {levels}: "
+                f"add it to benchmark.concurrency or pick one of those."
+            )
+
+
+def _check_deploy(cfg: DictConfig, errors: list[str]) -> None:
+    d = cfg.deploy
+    if d.get("host") and d.get("port") == 8443:
+        errors.append("deploy.port=8443 is reserved on users' machines: pick another port.")
+    if d.name == "sim":
+        if cfg.runtime.name != "sglang":
+            errors.append(
+                f"deploy=sim simulates SGLang only, but runtime={cfg.runtime.name}: use "
+                f"runtime=sglang, or a real deploy target (local, docker, ome)."
+            )
+        if not cfg.model.sim_profile:
+            errors.append(
+                f"model.sim_profile is not set for model {cfg.model.name}: deploy=sim needs "
+                f"one (python -m autotune.sim predict --help lists them)."
+            )
+        else:
+            _check_sim_profile(cfg, errors)
+    else:
+        tok = cfg.model.tokenizer or cfg.model.path
+        if not Path(str(tok)).expanduser().is_dir():
+            errors.append(
+                f"model.tokenizer: genai-bench needs a local tokenizer directory, and "
+                f"{tok!r} is not one. Set model.tokenizer=/path/to/tokenizer (a HF model "
+                f"directory works)."
+            )
+
+
+def _check_sim_profile(cfg: DictConfig, errors: list[str]) -> None:
+    from autotune.sim.settings import available_profiles
+
+    available = available_profiles()
+    tps = {1}
+    try:
+        tps = {int(v) for v in _all_values(cfg, cfg.runtime.gpu_flag) if v is not None} or {1}
+    except (TypeError, ValueError):
+        pass
+    for tp in sorted(tps):
+        key = (cfg.model.sim_profile, cfg.deploy.gpu, cfg.model.dtype, tp)
+        if key not in available:
+            models = sorted({a[0] for a in available})
+            gpus = sorted({a[1] for a in available})
+            errors.append(
+                f"the simulator has no profile for model.sim_profile={key[0]} "
+                f"deploy.gpu={key[1]} model.dtype={key[2]} tp-size={tp}. Profiles: models "
+                f"{models}, GPUs {gpus}, dtypes bf16/fp8, tp 1/2/4/8."
+            )
+
+
+def _all_values(cfg: DictConfig, flag: str | None) -> list[Any]:
+    """Every value the study will give ``flag`` (config + sweep)."""
+    if not flag:
+        return []
+    flags, aliases = cfg.runtime.flags, cfg.runtime.aliases
+    names = {flag} | {a for a, n in aliases.items() if n == flag}
+    values = [v for k, v in dict(cfg.params).items() if k in names]
+    for key, vals, bounds in sweep_values(cfg):
+        key = key.lstrip("+~")
+        if key.startswith("params.") and key[len("params.") :] in names:
+            values += vals + list(bounds or ())
+    del flags
+    return values or [1]
+
+
+def validate_study(cfg: DictConfig) -> list[str]:
+    """All problems that would stop the study, as user-facing messages."""
+    errors: list[str] = []
+    _check_params(cfg, errors)
+    _check_benchmark(cfg, errors)
+    _check_objective(cfg, errors)
+    _check_deploy(cfg, errors)
+    return errors
