@@ -1,0 +1,440 @@
+"""The simulated SGLang HTTP server, started as a child process like the tuner does.
+
+Most tests use the real engine (``autotune.sim.settings.build_engine``); a few use
+a tiny test double with known step times (``FakeEngine``, installed by
+``install_fake_engine`` in the child) to check the real-time loop's timing exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+SIM_TOKENIZER = REPO / "autotune" / "sim" / "tokenizer"
+
+
+# ---------------------------------------------------------------------------
+# Test double: a clock-free engine with known step times (test-only).
+# ---------------------------------------------------------------------------
+
+
+class FakeEngine:
+    """FCFS: one prefill step for everything waiting, then decode steps."""
+
+    PREFILL_BASE = 0.010
+    PREFILL_PER_TOKEN = 20e-6
+    DECODE_BASE = 0.005
+    DECODE_PER_REQ = 50e-6
+
+    def __init__(self, flags: dict[str, Any]) -> None:
+        from autotune.sim.types import EngineStats
+
+        self._Stats = EngineStats
+        self.flags = flags
+        self.waiting: deque = deque()
+        self.running: dict[str, list] = {}  # rid -> [req, generated]
+        self.retracted = 0
+
+    def add(self, req) -> None:
+        self.waiting.append(req)
+
+    def abort(self, rid: str) -> None:
+        self.waiting = deque(r for r in self.waiting if r.rid != rid)
+        self.running.pop(rid, None)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def step(self, now: float):
+        from autotune.sim.types import StepOutcome, TokenEvent
+
+        if self.waiting:
+            batch = list(self.waiting)
+            self.waiting.clear()
+            tokens = sum(r.input_len for r in batch)
+            dur = self.PREFILL_BASE + self.PREFILL_PER_TOKEN * tokens
+            events = []
+            for r in batch:
+                if r.output_len <= 1:
+                    events.append(TokenEvent(r.rid, "first_token", 1, now + dur))
+                    events.append(TokenEvent(r.rid, "finished", 1, now + dur))
+                else:
+                    self.running[r.rid] = [r, 1]
+                    events.append(TokenEvent(r.rid, "first_token", 1, now + dur))
+            return StepOutcome(dur, events, "prefill", len(batch), tokens, 0)
+        dur = self.DECODE_BASE + self.DECODE_PER_REQ * len(self.running)
+        events = []
+        for rid, entry in list(self.running.items()):
+            entry[1] += 1
+            if entry[1] >= entry[0].output_len:
+                del self.running[rid]
+                events.append(TokenEvent(rid, "finished", entry[1], now + dur))
+            else:
+                events.append(TokenEvent(rid, "tokens", entry[1], now + dur))
+        return StepOutcome(dur, events, "decode")
+
+    def stats(self):
+        return self._Stats(
+            num_running_reqs=len(self.running),
+            num_queue_reqs=len(self.waiting),
+            max_total_num_tokens=100_000,
+        )
+
+    def server_info(self) -> dict:
+        return {
+            "max_total_num_tokens": 100_000,
+            "context_len": 8192,
+            "max_running_requests": 256,
+            "chunked_prefill_size": 8192,
+            "max_prefill_tokens": 16384,
+            "mem_fraction_static": self.flags.get("mem_fraction_static", 0.9),
+        }
+
+
+def install_fake_engine() -> None:
+    """Make ``autotune.sim.settings.build_engine`` return a FakeEngine (child process only)."""
+    import types
+
+    from autotune.sim.types import SimStartupError
+
+    def build_engine(flags, *, model, gpu, dtype="bf16", seed=0):
+        if flags.get("mem_fraction_static", 0.9) < 0.2:
+            raise SimStartupError(
+                "Not enough memory. Please try to increase --mem-fraction-static. "
+                f"Current value: self.server_args.mem_fraction_static={flags['mem_fraction_static']}"
+            )
+        return FakeEngine(flags)
+
+    mod = types.ModuleType("autotune.sim.settings")
+    mod.build_engine = build_engine
+    sys.modules["autotune.sim.settings"] = mod
+
+
+_FAKE_BOOT = (
+    "import sys; sys.path.insert(0, {tests!r}); "
+    "from test_server import install_fake_engine; install_fake_engine(); "
+    "from autotune.sim.server import main; sys.exit(main())"
+)
+
+
+def has_real_engine() -> bool:
+    return (REPO / "autotune" / "sim" / "settings.py").exists()
+
+
+# ---------------------------------------------------------------------------
+# Harness: start / probe / stop a server process by its PID.
+# ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert port != 8443
+    return port
+
+
+class ServerProc:
+    def __init__(self, proc: subprocess.Popen, port: int, log: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.log_path = log
+        self.base = f"http://127.0.0.1:{port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        return http("GET", self.base + path, timeout=timeout)
+
+    def post(self, path: str, body: dict, timeout: float = 30.0) -> tuple[int, bytes]:
+        return http("POST", self.base + path, body, timeout=timeout)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"server exited {self.proc.returncode}:\n{self.log()}"
+            try:
+                if self.get("/health", timeout=1.0)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"not ready after {timeout}s:\n{self.log()}")
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout}s:\n{self.log()}") from None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def http(
+    method: str, url: str, body: dict | None = None, timeout: float = 30.0
+) -> tuple[int, bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def launch(
+    tmp_path: Path, *flags: str, fake: bool = False, model: str = "meta-llama/Llama-3.1-8B-Instruct"
+) -> ServerProc:
+    port = free_port()
+    argv = ["--model-path", model, "--host", "127.0.0.1", "--port", str(port), *flags]
+    if "--sim-startup-s" not in flags:
+        argv += ["--sim-startup-s", "0.3"]
+    if fake:
+        cmd = [PY, "-c", _FAKE_BOOT.format(tests=str(Path(__file__).parent)), *argv]
+    else:
+        cmd = [PY, "-m", "autotune.sim.server", *argv]
+    log = tmp_path / f"server-{port}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
+    return ServerProc(proc, port, log)
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    started: list[ServerProc] = []
+
+    def make(*flags: str, fake: bool = False, ready: bool = True, **kw: Any) -> ServerProc:
+        srv = launch(tmp_path, *flags, fake=fake, **kw)
+        started.append(srv)
+        if ready:
+            srv.wait_ready()
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+
+def sse_chunks(raw: bytes) -> list[Any]:
+    out = []
+    for line in raw.decode().splitlines():
+        if line.startswith("data: "):
+            payload = line[6:]
+            out.append(payload if payload == "[DONE]" else json.loads(payload))
+    return out
+
+
+def count_tokens(text: str, special: bool) -> int:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(SIM_TOKENIZER / "tokenizer.json"))
+    return len(tok.encode(text, add_special_tokens=special).ids)
+
+
+def chat_prompt_tokens(messages: list[dict]) -> int:
+    from jinja2 import Template
+
+    cfg = json.loads((SIM_TOKENIZER / "tokenizer_config.json").read_text())
+    text = Template((SIM_TOKENIZER / "chat_template.jinja").read_text()).render(
+        messages=messages,
+        add_generation_prompt=True,
+        bos_token=cfg["bos_token"],
+        eos_token=cfg["eos_token"],
+    )
+    return count_tokens(text, special=False)
+
+
+# ---------------------------------------------------------------------------
+# Fast unit tests (no server process)
+# ---------------------------------------------------------------------------
+
+
+def test_parser_prefixes_and_types():
+    from autotune.sim.server import build_parser, explicit_flags, ignored_flags
+
+    p = build_parser()
+    ns = p.parse_args(
+        ["--model-path", "m", "--mem-frac", "0.7", "--tp", "2", "--enable-mixed-chunk"]
+    )
+    assert ns.mem_fraction_static == 0.7 and ns.tp_size == 2 and ns.enable_mixed_chunk is True
+    assert ns.schedule_policy == "fcfs" and ns.decode_log_interval == 40
+    argv = ["--model", "m", "--enable-lora", "--watchdog-timeout", "60", "--tp-size", "1"]
+    given = explicit_flags(argv)
+    assert given == {"model_path", "enable_lora", "watchdog_timeout", "tp_size"}
+    assert set(ignored_flags(p.parse_args(argv), given)) == {"enable_lora", "watchdog_timeout"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--pp", "2"], "ambiguous option: --pp could match"),
+        (["--no-such-flag", "1"], "unrecognized arguments: --no-such-flag"),
+        (["--schedule-policy", "nope"], "argument --schedule-policy: invalid choice"),
+        (["--sim-fault", "explode"], "invalid --sim-fault"),
+    ],
+)
+def test_bad_flags_exit_2(argv, message, capsys):
+    from autotune.sim.server import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--model-path", "m", *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_faults_parse():
+    from autotune.sim.faults import parse_faults
+
+    f = parse_faults(["crash-after=1.5", "hang-start", "fail-start=cuda-graph", "no-tokens",
+                      "error-rate=0.25", "kill-after-requests=3"])  # fmt: skip
+    assert (f.crash_after_s, f.hang_start, f.fail_start, f.no_tokens) == (
+        1.5,
+        True,
+        "cuda-graph",
+        True,
+    )
+    assert (f.error_rate, f.kill_after_requests) == (0.25, 3)
+    assert "error-rate=0.25" in f.describe()
+    for bad in ["error-rate=2", "fail-start=disk", "crash-after=x", "hang-start=1"]:
+        with pytest.raises(ValueError):
+            parse_faults([bad])
+
+
+def test_chunk_bounds():
+    from autotune.sim.server import _chunk_bounds
+
+    assert _chunk_bounds(1, 6) == [1]
+    assert _chunk_bounds(2, 6) == [1, 2]
+    assert _chunk_bounds(128, 6) == [1, 26, 52, 77, 103, 128]
+    assert len(_chunk_bounds(10_000, 6)) == 6
+
+
+def test_prompt_counter_matches_tokenizer():
+    from autotune.sim.server import SIM_TOKENIZER_DIR, PromptCounter
+
+    pc = PromptCounter(SIM_TOKENIZER_DIR)
+    msgs = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello there, world"},
+    ]
+    assert pc.count_chat(msgs) == chat_prompt_tokens(msgs)
+    parts = [{"role": "user", "content": [{"type": "text", "text": "hello there, world"}]}]
+    assert pc.count_chat(parts) == chat_prompt_tokens(
+        [{"role": "user", "content": "hello there, world"}]
+    )
+    assert pc.count_text("hello world") == count_tokens("hello world", special=True)
+
+
+def test_metrics_exposition_names():
+    from autotune.sim.metrics import SimMetrics
+    from autotune.sim.types import EngineStats
+
+    m = SimMetrics("mod")
+    m.on_first_token(0.05)
+    m.on_chunk(0.1, 10)
+    m.on_request_finished(prompt_tokens=10, output_tokens=5, cached_tokens=2, e2e_s=0.3)
+    text = m.render(EngineStats(num_running_reqs=3, token_usage=0.5)).decode()
+    assert (
+        'sglang:num_running_reqs{engine_type="unified",model_name="mod",pp_rank="0",tp_rank="0"} 3.0'
+        in text
+    )
+    assert 'sglang:prompt_tokens_total{model_name="mod"} 10.0' in text
+    assert 'sglang:time_to_first_token_seconds_count{model_name="mod"} 1.0' in text
+
+
+# ---------------------------------------------------------------------------
+# Server process tests with the test double (exact timing)
+# ---------------------------------------------------------------------------
+
+
+def test_health_503_then_200_and_ready_line(server_factory):
+    srv = server_factory("--sim-startup-s", "1.5", fake=True, ready=False)
+    seen_503 = False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            code = srv.get("/health", timeout=1)[0]
+        except OSError:
+            time.sleep(0.05)
+            continue
+        if code == 503:
+            seen_503 = True
+            assert "The server is fired up and ready to roll!" not in srv.log()
+        if code == 200:
+            break
+        time.sleep(0.05)
+    assert seen_503
+    assert srv.get("/health")[0] == 200
+    log = srv.log()
+    assert "The server is fired up and ready to roll!" in log
+    assert "SIMULATED" in log
+    for milestone in (
+        "Load weight end. type=",
+        "Memory pool end. avail mem=",
+        "max_total_num_tokens=100000, chunked_prefill_size=",
+    ):
+        assert milestone in log
+    # SGLang's log format: [YYYY-mm-dd HH:MM:SS] message
+    ready = next(line for line in log.splitlines() if "fired up" in line)
+    assert ready.startswith("[") and ready.endswith(
+        "] The server is fired up and ready to roll!"[-41:]
+    )
+
+
+def test_stream_first_token_at_ttft_fake(server_factory):
+    """With known step times, the first chunk arrives at the simulated TTFT (± a few ms)."""
+    srv = server_factory(fake=True)
+    messages = [{"role": "user", "content": "word " * 400}]
+    n_prompt = chat_prompt_tokens(messages)
+    expected_ttft = 0.010 + 20e-6 * n_prompt
+    expected_decode = 31 * (0.005 + 50e-6)
+    import http.client
+
+    for _ in range(3):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        body = json.dumps({"model": "x", "messages": messages, "max_tokens": 32, "stream": True,
+                           "stream_options": {"include_usage": True}})  # fmt: skip
+        t0 = time.monotonic()
+        conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        first = None
+        while True:
+            line = resp.fp.readline()
+            if not line:
+                break
+            if line.startswith(b"data: {") and b'"content"' in line and first is None:
+                first = time.monotonic() - t0
+            if line.startswith(b"data: [DONE]"):
+                break
+        e2e = time.monotonic() - t0
+        conn.close()
+        assert first is not None
+        assert abs(first - expected_ttft) < 0.008, (first, expected_ttft)
+        assert abs((e2e - first) - expected_decode) < 0.010, (e2e - first, expected_decode)
