@@ -19,7 +19,24 @@ log = logging.getLogger("autotune")
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="config")
+# Config-selected Python targets Hydra may import and call: our components, the
+# logging handlers in conf/hydra/, and the Optuna sweeper's samplers.
+TRUSTED_TARGETS = [
+    "autotune.*",
+    "launchers.*",
+    "logging.*",
+    "rich.logging.RichHandler",
+    "hydra_plugins.*",
+    "optuna.*",
+]
+
+
+@hydra.main(
+    version_base=None,
+    config_path="../conf",
+    config_name="config",
+    execution_whitelist=TRUSTED_TARGETS,
+)
 def app(cfg: DictConfig) -> float | list[float] | None:
     """Run one trial and hand its score to the sweeper (None = failed / unscorable)."""
     if cfg.dry_run:

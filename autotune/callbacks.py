@@ -82,6 +82,17 @@ class StudyCallback(Callback):
 
     # -- implementation ------------------------------------------------------------------
     def _start(self, cfg: DictConfig, sweep_dir: Path, n_trials: int | None) -> None:
+        # Hydra turns exceptions raised in callbacks into warnings and carries on;
+        # a study that cannot start must stop here instead.
+        try:
+            self._open(cfg, sweep_dir, n_trials)
+        except SystemExit:
+            raise
+        except Exception as e:
+            log.exception("the study could not start")
+            _fail("The study could not start:", [f"{type(e).__name__}: {e}"])
+
+    def _open(self, cfg: DictConfig, sweep_dir: Path, n_trials: int | None) -> None:
         errors = validate_study(cfg)
         if errors:
             _fail("Invalid study configuration:", errors)

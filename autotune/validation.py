@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 from omegaconf import DictConfig, OmegaConf
 
-from autotune.benchmark.scenarios import validate_scenario
+from autotune.benchmark.scenarios import parse_scenario
 from autotune.objective import ACROSS_LEVELS
 from autotune.params import ParamError, canonical_name, coerce, suggest
 
@@ -98,7 +98,7 @@ def _check_benchmark(cfg: DictConfig, errors: list[str]) -> None:
         errors.append("benchmark.scenarios is empty: give at least one, e.g. ['D(1024,256)'].")
     for s in b.scenarios:
         try:
-            validate_scenario(s)
+            parse_scenario(s)
         except ValueError as e:
             errors.append(f"benchmark.scenarios: {e}")
     if not b.concurrency:
