@@ -111,6 +111,46 @@ class LocalDeployConfig(DeployConfig):
 
 
 @dataclass
+class DockerDeployConfig(DeployConfig):
+    _target_: str = "launchers.docker.DockerLauncher"
+    name: str = "docker"
+    # Image = runtime.image:runtime.image_tag unless set here.
+    image: str | None = None
+    # host: the engine binds 127.0.0.1 on a free port of the host's network (no bridge
+    # needed); bridge: the engine binds 0.0.0.0 in the container and the port is published.
+    network_mode: str = "host"
+    shm_size: str = "32g"
+    ipc_mode: str | None = "host"
+    # host path -> container path, e.g. {~/.cache/huggingface: /root/.cache/huggingface}
+    volumes: dict[str, str] = field(default_factory=dict)
+    # Extra (read-only) mounts, e.g. a local model directory.
+    env_file: str | None = ".env"
+    # Request GPUs through the NVIDIA device requests (false on hosts without GPUs).
+    use_gpus: bool = True
+    pull: bool = False
+    startup_timeout_s: float = 900.0
+
+
+@dataclass
+class OmeDeployConfig(DeployConfig):
+    _target_: str = "launchers.ome.OmeLauncher"
+    name: str = "ome"
+    namespace: str = "default"
+    kube_context: str | None = None
+    # ClusterBaseModel / ClusterServingRuntime (or namespaced) the InferenceService uses.
+    base_model: str | None = None
+    serving_runtime: str | None = None
+    # in_cluster: use status.url; port_forward: forward a local port to the engine pod.
+    access: str = "port_forward"
+    engine_port: int = 8080
+    name_prefix: str = "autotune"
+    cpu: str | None = "8"
+    memory: str | None = "64Gi"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    startup_timeout_s: float = 1800.0
+
+
+@dataclass
 class BenchmarkConfig:
     """A genai-bench workload: every (scenario, concurrency) pair is one run."""
 
@@ -192,3 +232,5 @@ def register_configs() -> None:
     cs.store(group="objective", name="objective_schema", node=ObjectiveConfig)
     cs.store(group="deploy", name="sim_schema", node=SimDeployConfig)
     cs.store(group="deploy", name="local_schema", node=LocalDeployConfig)
+    cs.store(group="deploy", name="docker_schema", node=DockerDeployConfig)
+    cs.store(group="deploy", name="ome_schema", node=OmeDeployConfig)
