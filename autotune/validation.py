@@ -163,7 +163,7 @@ def _check_deploy(cfg: DictConfig, errors: list[str]) -> None:
             )
         else:
             _check_sim_profile(cfg, errors)
-    else:
+    elif not cfg.dry_run:  # a dry run benchmarks nothing, so needs no tokenizer
         tok = cfg.model.tokenizer or cfg.model.path
         if not Path(str(tok)).expanduser().is_dir():
             errors.append(
