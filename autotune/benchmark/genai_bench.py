@@ -29,8 +29,9 @@ Example::
 ``out_dir`` IS the experiment folder (genai-bench gets its parent as
 ``--experiment-base-dir`` and its name as ``--experiment-folder-name``); it must
 be absent or empty. It ends up holding genai-bench's own files plus
-``genai_bench.log`` (genai-bench's file log) and ``genai_bench.console.log``
-(its stdout/stderr, where click usage errors and tracebacks land).
+``genai_bench.console.log``: its stdout and stderr (click usage errors and
+tracebacks land there), a superset of genai-bench's own ``genai_bench.log``,
+which is therefore deleted.
 
 The API key is mandatory for genai-bench's OpenAI-style backends but only a dummy
 for local engines; when none is given a random one is made up so that scrubbing
@@ -63,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from autotune.benchmark.parse import find_run_files, parse_run_file
 from autotune.benchmark.scenarios import normalize_scenario
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CONSOLE_LOG = "genai_bench.console.log"
+GENAI_BENCH_LOG = "genai_bench.log"
 GENAI_BENCH_MODULE = "genai_bench.cli.cli"
 MASK = "***"
 
@@ -460,6 +463,7 @@ def run_genai_bench(
     duration = time.monotonic() - started
 
     scrub_secrets(folder, [api_key])
+    _drop_duplicate_log(folder, log_path)  # after scrubbing: sizes compare like for like
     run_files, found = _list_runs(folder)
     missing = [r for r in workload.runs() if r not in found]
     partial = bool(run_files) and (timed_out or proc.returncode != 0 or bool(missing))
@@ -560,17 +564,23 @@ def _stop_group(proc: subprocess.Popen, grace_s: float) -> None:
     proc.wait()
 
 
+def _drop_duplicate_log(folder: Path, console_log: Path) -> None:
+    # genai_bench.log holds the same records as the console log (which also has
+    # stderr): keep one copy, unless the console capture came up short.
+    file_log = folder / GENAI_BENCH_LOG
+    try:
+        if file_log.exists() and console_log.stat().st_size >= file_log.stat().st_size:
+            file_log.unlink()
+    except OSError as err:
+        log.debug("keeping %s: %s", file_log, err)
+
+
 def _list_runs(folder: Path) -> tuple[list[Path], set[tuple[str, int]]]:
-    """Run result files in ``folder`` and the (scenario, concurrency) pairs they hold."""
+    """Regular run result files in ``folder`` and the (scenario, concurrency) pairs they hold."""
     files, found = [], set()
-    for path in sorted(folder.glob("*.json")):
-        if path.name == "experiment_metadata.json" or path.name.startswith("debug_for_run_"):
-            continue
-        try:
-            agg = json.loads(path.read_text()).get("aggregated_metrics") or {}
-            key = (str(agg["scenario"]), int(agg["num_concurrency"]))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue
-        files.append(path)
-        found.add(key)
+    for path in find_run_files(folder):
+        run = parse_run_file(path)
+        if run is not None and not run.aborted:
+            files.append(path)
+            found.add((run.scenario, run.concurrency))
     return files, found

@@ -165,13 +165,13 @@ def normalize_scenario(scenario: str) -> str:
 def slug(scenario: str) -> str:
     """A metric-key-safe name: runs of other characters become one ``_``.
 
-    MLflow metric keys allow only alphanumerics and ``_ - . / space``.
+    MLflow metric keys allow only alphanumerics and ``_ - . / space``. Any string
+    is accepted (result files may hold scenarios we would not write ourselves).
 
-    >>> slug("N(480,240)/(300,150)")
-    'N_480_240_300_150'
+    >>> slug("N(480,240)/(300,150)"), slug("D(100, 100)")
+    ('N_480_240_300_150', 'D_100_100')
     """
-    text = parse_scenario(scenario).text
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+    return re.sub(r"[^A-Za-z0-9]+", "_", scenario).strip("_")
 
 
 def sample_lengths(scenario: str) -> Callable[[random.Random], tuple[int, int]]:
