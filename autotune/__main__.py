@@ -32,7 +32,6 @@ TRUSTED_TARGETS = [
 
 
 @hydra.main(
-    version_base=None,
     config_path="../conf",
     config_name="config",
     execution_whitelist=TRUSTED_TARGETS,

@@ -220,17 +220,17 @@ class AutotuneConfig:
 def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore (called before Hydra composes)."""
     cs = ConfigStore.instance()
-    cs.store(name="autotune_schema", node=AutotuneConfig)
+    cs.store(name="autotune_schema", node=AutotuneConfig, replace=True)
     # `params` must accept keys that the schema cannot know (each engine has its own
     # flags), so it is left open; autotune.params validates it against the runtime.
     open_params = OmegaConf.create({"params": {}})
     OmegaConf.set_struct(open_params.params, False)
-    cs.store(name="autotune_open_params", node=open_params)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="runtime", name="runtime_schema", node=RuntimeConfig)
-    cs.store(group="benchmark", name="benchmark_schema", node=BenchmarkConfig)
-    cs.store(group="objective", name="objective_schema", node=ObjectiveConfig)
-    cs.store(group="deploy", name="sim_schema", node=SimDeployConfig)
-    cs.store(group="deploy", name="local_schema", node=LocalDeployConfig)
-    cs.store(group="deploy", name="docker_schema", node=DockerDeployConfig)
-    cs.store(group="deploy", name="ome_schema", node=OmeDeployConfig)
+    cs.store(name="autotune_open_params", node=open_params, replace=True)
+    cs.store(group="model", name="model_schema", node=ModelConfig, replace=True)
+    cs.store(group="runtime", name="runtime_schema", node=RuntimeConfig, replace=True)
+    cs.store(group="benchmark", name="benchmark_schema", node=BenchmarkConfig, replace=True)
+    cs.store(group="objective", name="objective_schema", node=ObjectiveConfig, replace=True)
+    cs.store(group="deploy", name="sim_schema", node=SimDeployConfig, replace=True)
+    cs.store(group="deploy", name="local_schema", node=LocalDeployConfig, replace=True)
+    cs.store(group="deploy", name="docker_schema", node=DockerDeployConfig, replace=True)
+    cs.store(group="deploy", name="ome_schema", node=OmeDeployConfig, replace=True)

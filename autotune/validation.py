@@ -45,9 +45,11 @@ def sweep_values(cfg: DictConfig) -> Iterator[tuple[str, list[Any], tuple[Any, A
     hydra = cfg.get("hydra")
     if hydra is None:
         return
-    strings = list(OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or [])
+    # The sweeper's space first, then the command line: as in Hydra's basic sweeper,
+    # a command-line list for the same key replaces the configured one.
     sweep_params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
-    strings += [f"{k}={v}" for k, v in dict(sweep_params).items() if v is not None]
+    strings = [f"{k}={v}" for k, v in dict(sweep_params).items() if v is not None]
+    strings += list(OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or [])
     parser = OverridesParser.create()
     for s in strings:
         try:
@@ -174,7 +176,7 @@ def _check_deploy(cfg: DictConfig, errors: list[str]) -> None:
 
 
 def _check_sim_profile(cfg: DictConfig, errors: list[str]) -> None:
-    from autotune.sim.settings import available_profiles
+    from autotune.sim.perf import available_profiles
 
     available = available_profiles()
     tps = {1}

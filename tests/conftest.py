@@ -27,7 +27,7 @@ def compose_cfg():
 
     def _compose(*overrides: str):
         GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        with initialize_config_dir(config_dir=str(CONF)):
             return compose("config", overrides=list(overrides), return_hydra_config=True)
 
     yield _compose

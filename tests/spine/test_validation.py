@@ -35,7 +35,7 @@ def test_search_space_in_sweeper_params_is_checked(compose_cfg):
 @pytest.mark.parametrize(
     "override, needle",
     [
-        ("benchmark.scenarios=[D(10)]", "benchmark.scenarios"),
+        ('benchmark.scenarios=["D(10)"]', "benchmark.scenarios"),
         ("benchmark.concurrency=[0]", "benchmark.concurrency: 0"),
         ("benchmark.concurrency=[]", "benchmark.concurrency is empty"),
         ("objective.terms=[{metric: ttft_p99,direction: minimize}]", "Did you mean: ttft_p99_ms"),
