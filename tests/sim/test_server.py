@@ -131,8 +131,12 @@ _FAKE_BOOT = (
 )
 
 
+# SIM_SERVER_TESTS_FAKE=1 runs every server test against the double (debugging the server alone).
+FORCE_FAKE = os.environ.get("SIM_SERVER_TESTS_FAKE") == "1"
+
+
 def has_real_engine() -> bool:
-    return (REPO / "autotune" / "sim" / "settings.py").exists()
+    return FORCE_FAKE or (REPO / "autotune" / "sim" / "settings.py").exists()
 
 
 # ---------------------------------------------------------------------------
@@ -213,7 +217,7 @@ def launch(
     argv = ["--model-path", model, "--host", "127.0.0.1", "--port", str(port), *flags]
     if "--sim-startup-s" not in flags:
         argv += ["--sim-startup-s", "0.3"]
-    if fake:
+    if fake or FORCE_FAKE:
         cmd = [PY, "-c", _FAKE_BOOT.format(tests=str(Path(__file__).parent)), *argv]
     else:
         cmd = [PY, "-m", "autotune.sim.server", *argv]
@@ -438,3 +442,275 @@ def test_stream_first_token_at_ttft_fake(server_factory):
         assert first is not None
         assert abs(first - expected_ttft) < 0.008, (first, expected_ttft)
         assert abs((e2e - first) - expected_decode) < 0.010, (e2e - first, expected_decode)
+
+
+# ---------------------------------------------------------------------------
+# Server process tests with the real engine
+# ---------------------------------------------------------------------------
+
+real_engine = pytest.mark.skipif(
+    not has_real_engine(), reason="autotune.sim.settings not there yet"
+)
+
+
+def stream_chat(
+    srv: ServerProc, messages: list[dict], max_tokens: int, usage: bool = True
+) -> list[Any]:
+    body = {"model": "x", "messages": messages, "max_tokens": max_tokens, "stream": True,
+            "stream_options": {"include_usage": usage}, "temperature": 0.0, "ignore_eos": True}  # fmt: skip
+    code, raw = srv.post("/v1/chat/completions", body)
+    assert code == 200, raw
+    return sse_chunks(raw)
+
+
+@real_engine
+def test_stream_chat_usage_and_chunks(server_factory):
+    srv = server_factory("--served-model-name", "sim-llama", "--sim-max-chunks", "5")
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "tell me a story " * 40},
+    ]
+    chunks = stream_chat(srv, messages, max_tokens=100)
+    assert chunks[-1] == "[DONE]"
+    usage_chunk, content = chunks[-2], chunks[:-2]
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"]["prompt_tokens"] == chat_prompt_tokens(messages)
+    assert usage_chunk["usage"]["completion_tokens"] == 100
+    assert usage_chunk["usage"]["total_tokens"] == 100 + chat_prompt_tokens(messages)
+    assert 2 <= len(content) <= 5
+    assert content[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert content[0]["choices"][0]["delta"]["content"]
+    assert all(
+        c["model"] == "sim-llama" and c["object"] == "chat.completion.chunk" for c in content
+    )
+    assert [c["choices"][0]["finish_reason"] for c in content] == [None] * (len(content) - 1) + [
+        "length"
+    ]
+    # Without include_usage: no usage chunk.
+    chunks = stream_chat(srv, messages, max_tokens=3, usage=False)
+    assert chunks[-1] == "[DONE]" and chunks[-2]["choices"][0]["finish_reason"] == "length"
+    assert all(c["choices"] for c in chunks[:-1])
+
+
+@real_engine
+def test_non_stream_and_completions(server_factory):
+    srv = server_factory()
+    code, raw = srv.post(
+        "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 7}
+    )
+    body = json.loads(raw)
+    assert code == 200 and body["object"] == "chat.completion"
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == 7
+    assert body["usage"]["prompt_tokens"] == chat_prompt_tokens([{"role": "user", "content": "hi"}])
+
+    prompt = "The quick brown fox jumps over the lazy dog. " * 10
+    code, raw = srv.post("/v1/completions", {"prompt": prompt, "max_tokens": 12})
+    body = json.loads(raw)
+    assert code == 200 and body["object"] == "text_completion"
+    assert body["usage"] == body["usage"] | {
+        "prompt_tokens": count_tokens(prompt, True),
+        "completion_tokens": 12,
+    }
+    code, raw = srv.post("/v1/completions", {"prompt": prompt, "max_tokens": 12, "stream": True,
+                                             "stream_options": {"include_usage": True}})  # fmt: skip
+    chunks = sse_chunks(raw)
+    assert chunks[-2]["usage"]["completion_tokens"] == 12 and chunks[0]["choices"][0]["text"]
+    code, raw = srv.post("/v1/completions", {"prompt": [1, 2, 3, 4], "max_tokens": 2})
+    assert code == 200 and json.loads(raw)["usage"]["prompt_tokens"] == 4
+    # Bad requests are answered like SGLang's OpenAI layer.
+    code, raw = srv.post("/v1/chat/completions", {"messages": [], "max_tokens": 2})
+    assert code == 400 and json.loads(raw)["object"] == "error"
+    code, raw = srv.post("/v1/completions", {"prompt": "x", "max_tokens": 10_000_000})
+    assert code == 400 and b"maximum context length" in raw
+
+
+@real_engine
+def test_models_model_info_server_info(server_factory):
+    srv = server_factory("--served-model-name", "sim-llama", "--mem-fraction-static", "0.8",
+                         "--enable-lora", "--watchdog-timeout", "60", "--schedule-pol", "lpm")  # fmt: skip
+    code, raw = srv.get("/v1/models")
+    models = json.loads(raw)
+    assert code == 200 and models["object"] == "list"
+    card = models["data"][0]
+    assert card["id"] == "sim-llama" and card["root"] and card["max_model_len"] > 0
+    info = json.loads(srv.get("/get_server_info")[1])
+    assert info == json.loads(srv.get("/server_info")[1]) | {
+        "internal_states": info["internal_states"]
+    }
+    assert info["simulated"] is True and info["version"]
+    assert info["mem_fraction_static"] == 0.8 and info["schedule_policy"] == "lpm"
+    assert info["sim"]["ignored_flags"] == ["enable_lora", "watchdog_timeout"]
+    assert info["max_total_num_tokens"] > 0
+    assert "--enable-lora=True" in srv.log() and "--watchdog-timeout=60.0" in srv.log()
+    mi = json.loads(srv.get("/get_model_info")[1])
+    assert mi["model_path"] == "meta-llama/Llama-3.1-8B-Instruct" and mi["is_generation"] is True
+    assert srv.get("/metrics")[0] == 404  # not mounted without --enable-metrics
+    assert srv.get("/health_generate", timeout=10)[0] == 200
+
+
+@real_engine
+def test_metrics_endpoint(server_factory):
+    srv = server_factory("--enable-metrics", "--served-model-name", "m1")
+    stream_chat(srv, [{"role": "user", "content": "hello " * 20}], max_tokens=20)
+    code, raw = srv.get("/metrics")
+    text = raw.decode()
+    assert code == 200
+    for name in ("num_running_reqs", "num_queue_reqs", "num_used_tokens", "token_usage", "gen_throughput",
+                 "cache_hit_rate", "num_retracted_reqs", "new_token_ratio", "is_cuda_graph",
+                 "prompt_tokens_total", "generation_tokens_total", "cached_tokens_total",
+                 "num_requests_total", "num_aborted_requests_total",
+                 "time_to_first_token_seconds_bucket", "inter_token_latency_seconds_bucket",
+                 "e2e_request_latency_seconds_bucket"):  # fmt: skip
+        assert f"sglang:{name}" in text, name
+    assert 'sglang:generation_tokens_total{model_name="m1"} 20.0' in text
+    assert 'sglang:num_requests_total{model_name="m1"} 1.0' in text
+
+
+@real_engine
+def test_not_enough_memory_fails_startup(server_factory):
+    srv = server_factory("--mem-fraction-static", "0.02", ready=False)
+    assert srv.wait_exit(30) == 1
+    log = srv.log()
+    assert "Not enough memory. Please try to increase --mem-fraction-static." in log
+    last = log.rstrip().splitlines()[-1]
+    assert last.startswith("RuntimeError: Not enough memory."), last
+    assert "fired up" not in log
+
+
+def test_unknown_flag_exits_2(server_factory):
+    srv = server_factory("--no-such-flag", "3", ready=False)
+    assert srv.wait_exit(30) == 2
+    assert "launch_server.py: error: unrecognized arguments: --no-such-flag 3" in srv.log()
+
+
+@real_engine
+def test_sigterm_stops_quickly_with_streams_in_flight(server_factory):
+    import threading
+
+    srv = server_factory()
+    results: list[Any] = []
+
+    def long_request() -> None:
+        try:
+            results.append(srv.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
+                                    "max_tokens": 5000, "stream": True}, timeout=10))  # fmt: skip
+        except Exception as err:  # noqa: BLE001 - the server goes away mid-stream
+            results.append(err)
+
+    threads = [threading.Thread(target=long_request) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    srv.wait_exit(5)
+    assert time.monotonic() - t0 < 1.0
+    for t in threads:
+        t.join(5)
+    assert len(results) == 3
+
+
+@real_engine
+def test_client_disconnect_aborts(server_factory):
+    import http.client
+
+    srv = server_factory("--enable-metrics")
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    body = json.dumps(
+        {"messages": [{"role": "user", "content": "x"}], "max_tokens": 5000, "stream": True}
+    )
+    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.readline().startswith(b"data: {")  # first token arrived
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        info = json.loads(srv.get("/get_server_info")[1])
+        if info["internal_states"][0]["num_running_reqs"] == 0:
+            break
+        time.sleep(0.1)
+    assert info["internal_states"][0]["num_running_reqs"] == 0
+    assert (
+        'sglang:num_aborted_requests_total{model_name="meta-llama/Llama-3.1-8B-Instruct"} 1.0'
+        in srv.get("/metrics")[1].decode()
+    )
+
+
+# -- fault knobs --------------------------------------------------------------
+
+
+@real_engine
+def test_fault_crash_after(server_factory):
+    srv = server_factory("--sim-fault", "crash-after=0.5")
+    assert srv.wait_exit(10) == 1
+    log = srv.log()
+    assert "Scheduler hit an exception" in log and "fired up" in log
+    assert "Received sigquit from a child process" in log
+
+
+@real_engine
+def test_fault_hang_start(server_factory):
+    srv = server_factory("--sim-fault", "hang-start", ready=False)
+    time.sleep(2.0)
+    assert srv.proc.poll() is None
+    assert srv.get("/health")[0] == 503
+    assert "fired up" not in srv.log() and "Load weight end" in srv.log()
+
+
+@real_engine
+@pytest.mark.parametrize(
+    ("kind", "code", "text"),
+    [
+        ("oom", 1, "torch.OutOfMemoryError: CUDA out of memory."),
+        ("cuda-graph", 1, "Capture cuda graph failed"),
+        ("bad-flag", 2, "error: ambiguous option: --pp could match"),
+    ],
+)
+def test_fault_fail_start(server_factory, kind, code, text):
+    srv = server_factory("--sim-fault", f"fail-start={kind}", ready=False)
+    assert srv.wait_exit(30) == code
+    assert text in srv.log() and "fired up" not in srv.log()
+
+
+@real_engine
+def test_fault_no_tokens(server_factory):
+    srv = server_factory("--sim-fault", "no-tokens")
+    assert srv.get("/health")[0] == 200
+    with pytest.raises(OSError):  # socket timeout: nothing ever streamed
+        srv.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "max_tokens": 5,
+                                          "stream": True}, timeout=1.5)  # fmt: skip
+
+
+@real_engine
+def test_fault_error_rate(server_factory):
+    srv = server_factory("--sim-fault", "error-rate=0.5", "--sim-seed", "1")
+    codes = [srv.post("/v1/completions", {"prompt": "x", "max_tokens": 1})[0] for _ in range(20)]
+    assert set(codes) == {200, 500}
+    assert 3 <= codes.count(500) <= 17
+    srv = server_factory("--sim-fault", "error-rate=1")
+    code, raw = srv.post("/v1/completions", {"prompt": "x", "max_tokens": 1})
+    assert code == 500 and b"error-rate" in raw
+
+
+@real_engine
+def test_fault_kill_after_requests(server_factory):
+    srv = server_factory("--sim-fault", "kill-after-requests=2")
+    for _ in range(2):
+        assert srv.post("/v1/completions", {"prompt": "x", "max_tokens": 2})[0] == 200
+    with pytest.raises(OSError):
+        srv.post("/v1/completions", {"prompt": "x", "max_tokens": 2})
+    assert srv.wait_exit(5) == -signal.SIGKILL
+
+
+@real_engine
+def test_api_key(server_factory):
+    srv = server_factory("--api-key", "sekret")
+    assert srv.get("/health")[0] == 200
+    assert srv.get("/v1/models")[0] == 401
+    req = urllib.request.Request(
+        srv.base + "/v1/models", headers={"Authorization": "Bearer sekret"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
