@@ -99,7 +99,7 @@ class StudyCallback(Callback):
         if cfg.dry_run:
             return
         registry.reap()
-        start_dir = HydraConfig.get().runtime.cwd
+        start_dir = cfg.hydra.runtime.cwd
         uri = tracking.resolve_uri(cfg.tracking.uri, start_dir)
         try:
             client, exp_id = tracking.connect(uri, cfg.tracking.experiment)

@@ -18,16 +18,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 from omegaconf import DictConfig, OmegaConf
 
+from autotune.benchmark.parse import METRIC_NAMES
 from autotune.benchmark.scenarios import parse_scenario
 from autotune.objective import ACROSS_LEVELS
 from autotune.params import ParamError, canonical_name, coerce, suggest
 
 # Metrics the parser reports (un-prefixed, pooled across levels; also as c<N>.<name>).
-KNOWN_METRICS = (
-    [f"{m}_{s}_ms" for m in ("ttft", "tpot", "e2e") for s in ("mean", "p50", "p90", "p99")]
-    + ["output_throughput_tok_s", "input_throughput_tok_s", "total_throughput_tok_s"]
-    + ["requests_per_s", "error_rate", "num_requests", "num_completed_requests", "num_error_requests"]
-)
+KNOWN_METRICS = list(METRIC_NAMES)
 
 
 class StudyConfigError(ValueError):
