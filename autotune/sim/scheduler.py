@@ -1,0 +1,681 @@
+"""A step-by-step model of SGLang's scheduler (0.5.x ``Scheduler`` + ``PrefillAdder``).
+
+Each ``step(now)`` does what one iteration of SGLang's event loop does: merge the
+last prefill batch into the running batch, try to form a new prefill batch (prefill
+has priority), otherwise run one decode step of the running batch. Modelled:
+
+- a KV pool of ``max_total_num_tokens`` tokens; admission reserves each new
+  request's prompt plus its full ``max_new_tokens`` and each running request's
+  remaining tokens times ``new_token_ratio`` (0.7 at start, decaying to ~0.1 over
+  600 decode steps, reset when idle); retraction of the newest requests when a
+  decode step would not fit, after which the ratio is re-estimated;
+- ``max-running-requests``, ``chunked-prefill-size`` (one chunked request at a
+  time), ``max-prefill-tokens``, ``enable-mixed-chunk``;
+- waiting-queue order by ``schedule-policy`` with a prefix-cache model (shared
+  prefixes named by ``SimRequest.prefix_key``, LRU eviction, lpm falls back to
+  fcfs above 128 waiting requests or without the radix cache);
+- CUDA-graph padding of decode batches up to ``cuda-graph-max-bs``, eager above.
+
+Running requests advance in lock-step, so their token counts are kept implicitly
+(``tokens = base + decode_counter - join``) and a decode step costs O(finishes),
+not O(batch): ``step`` stays far under a millisecond at batch 256.
+
+    >>> from autotune.sim.settings import build_engine
+    >>> from autotune.sim.types import SimRequest
+    >>> eng = build_engine({}, model="llama-3.1-8b", gpu="h200_sxm", dtype="fp8")
+    >>> eng.add(SimRequest(rid="a", input_len=128, output_len=4))
+    >>> now = 0.0
+    >>> while eng.has_work():
+    ...     out = eng.step(now)
+    ...     now += out.duration_s
+    >>> [e.kind for e in out.events]
+    ['finished']
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import OrderedDict
+from typing import Any
+
+from autotune.sim.perf import StepPerf
+from autotune.sim.settings import SimSettings
+from autotune.sim.types import EngineStats, SimRequest, SimStartupError, StepOutcome, TokenEvent
+
+# SGLang global_config / envs defaults (0.5.x).
+INIT_NEW_TOKEN_RATIO = 0.7
+MIN_NEW_TOKEN_RATIO_FACTOR = 0.14
+NEW_TOKEN_RATIO_DECAY_STEPS = 600
+RETRACT_DECODE_STEPS = 20
+CLIP_MAX_NEW_TOKENS = 4096
+IGNORE_EOS_RESERVE_TOKENS = 1
+LPM_MAX_QUEUE = 128
+# genai-bench streams one token per chunk; the server only needs coarse progress.
+DEFAULT_TOKEN_EVENT_INTERVAL = 32
+
+
+class _Req:
+    """Scheduler-side state of one request."""
+
+    __slots__ = (
+        "rid",
+        "input_len",
+        "output_len",
+        "arrival",
+        "prefix_len",
+        "prefix_key",
+        "seq",
+        "gen",
+        "done",
+        "owned",
+        "join",
+        "cached",
+        "first_token_at",
+        "holds_key",
+        "extend",
+        "started",
+        "fill",
+    )
+
+    def __init__(self, r: SimRequest, seq: int) -> None:
+        self.rid = r.rid
+        self.input_len = int(r.input_len)
+        self.output_len = max(1, int(r.output_len))
+        self.arrival = float(r.arrival)
+        self.prefix_len = max(0, min(int(r.prefix_len), self.input_len - 1))
+        self.prefix_key = r.prefix_key if self.prefix_len > 0 else None
+        self.seq = seq
+        self.gen = 0  # output tokens so far (while running: at join time)
+        self.done = 0  # tokens of the sequence already in the KV cache (prefill progress)
+        self.owned = (
+            0  # KV tokens this request owns, shared prefix excluded (at join time if running)
+        )
+        self.join = 0  # decode counter when it joined the running batch
+        self.cached = 0  # prompt tokens served from the prefix cache
+        self.first_token_at: float | None = None
+        self.holds_key: str | None = None  # shared prefix it keeps locked in the cache
+        self.extend = 0  # tokens prefilled in the current batch
+        self.started = False  # admitted at least once (its first token may still be pending)
+        self.fill = self.input_len  # tokens that must be in KV before the next token is sampled
+
+
+class SimEngine:
+    """The simulated scheduler; see the module docstring and ``autotune.sim.types``."""
+
+    def __init__(self, settings: SimSettings, perf: StepPerf, *, seed: int = 0) -> None:
+        if settings.max_total_num_tokens <= 0:
+            raise SimStartupError(
+                "Not enough memory. Please try to increase --mem-fraction-static. "
+                f"Current value: self.server_args.mem_fraction_static={settings.mem_fraction_static}"
+            )
+        self.settings = settings
+        self.perf = perf
+        self._rng = random.Random(seed)
+        self.token_event_interval = DEFAULT_TOKEN_EVENT_INTERVAL
+        self.max_total = settings.max_total_num_tokens
+        self.max_running = settings.max_running_requests
+        self.chunk_size = (
+            settings.chunked_prefill_size if settings.chunked_prefill_size > 0 else None
+        )
+        self.max_prefill = settings.max_prefill_tokens
+        self.radix = not settings.disable_radix_cache
+        policy = settings.schedule_policy
+        if policy in ("lpm", "dfs-weight") and not self.radix:
+            policy = "fcfs"  # SGLang falls back when there is no tree to match against
+        self.policy = policy
+        self.mixed = settings.enable_mixed_chunk
+        graph_bs = [] if settings.disable_cuda_graph else list(settings.cuda_graph_bs)
+        self._graph_pad = self._build_pad_table(graph_bs)
+        ratio = min(INIT_NEW_TOKEN_RATIO * settings.schedule_conservativeness, 1.0)
+        self.init_ratio = ratio
+        self.min_ratio = min(ratio * MIN_NEW_TOKEN_RATIO_FACTOR, 1.0)
+        self.ratio_decay = (ratio - self.min_ratio) / NEW_TOKEN_RATIO_DECAY_STEPS
+        self.new_token_ratio = ratio
+
+        self._seq = 0
+        self.waiting: list[_Req] = []
+        self.running: dict[str, _Req] = {}
+        self.chunked: _Req | None = None
+        self.batch_is_full = False
+        self.counter = 0  # decode steps the running batch has taken
+        # Aggregates over running requests, so that per-step cost is O(1):
+        self._run_owned = 0  # sum(owned - join); owned tokens = _run_owned + n * counter
+        self._run_ctx = 0  # sum(input + gen - join); context tokens = _run_ctx + n * counter
+        self._run_rem = 0  # sum(min(output - gen, clip) + join); remaining = _run_rem - n * counter
+        self._finish_heap: list[tuple[int, int, str]] = []
+        self._buckets: dict[int, set[str]] = {}
+        # prefix cache: key -> tokens (LRU order), key -> lock count
+        self._cache: OrderedDict[str, int] = OrderedDict()
+        self._refs: dict[str, int] = {}
+        self._cache_total = 0
+        self._cache_locked = 0
+        self._pending: list[TokenEvent] = []
+        # counters
+        self.num_retracted_total = 0
+        self.prompt_tokens_total = 0
+        self.cached_tokens_total = 0
+        self.generated_total = 0
+        self._gen_window: list[tuple[float, int]] = []
+        self._last_kind = "idle"
+
+    # ------------------------------------------------------------------ public API
+    def add(self, req: SimRequest) -> None:
+        """Queue a request (it arrived at ``req.arrival``); oversize requests are aborted."""
+        r = _Req(req, self._seq)
+        self._seq += 1
+        max_req_len = min(self.settings.context_len - 1, self.max_total - 1)
+        if r.input_len + r.output_len >= self.settings.context_len or r.input_len > max_req_len - 5:
+            # SGLang answers 400 ("Requested token count exceeds the model's maximum
+            # context length" / input longer than the KV pool); the request never runs.
+            self._pending.append(TokenEvent(req.rid, "aborted", 0, req.arrival))
+            return
+        # The scheduler clips max_new_tokens so that one request always fits the pool.
+        r.output_len = max(1, min(r.output_len, max_req_len - r.input_len - 1))
+        self.prompt_tokens_total += r.input_len
+        self.waiting.append(r)
+
+    def abort(self, rid: str) -> None:
+        """Drop a request wherever it is, freeing its KV cache."""
+        for i, r in enumerate(self.waiting):
+            if r.rid == rid:
+                del self.waiting[i]
+                self._release_key(r)
+                self._pending.append(TokenEvent(rid, "aborted", r.gen, r.arrival))
+                return
+        if self.chunked is not None and self.chunked.rid == rid:
+            r = self.chunked
+            self.chunked = None
+            self._release_key(r)
+            self._pending.append(TokenEvent(rid, "aborted", r.gen, r.arrival))
+            return
+        r = self.running.get(rid)
+        if r is not None:
+            gen = r.gen + self.counter - r.join
+            self._leave_running(r)
+            self._release_key(r)
+            self.batch_is_full = False
+            self._pending.append(TokenEvent(rid, "aborted", gen, r.arrival))
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running or self.chunked is not None or self._pending)
+
+    def step(self, now: float, max_decode_steps: int = 1) -> StepOutcome:
+        """Plan and cost one forward batch; events happen at ``now + duration_s``.
+
+        ``max_decode_steps`` > 1 lets the virtual clock fuse consecutive decode steps
+        while nothing else can happen (no queue, no finish, no memory pressure).
+        """
+        events = self._pending
+        self._pending = []
+        for ev in events:
+            ev.time = now
+        batch = self._new_prefill_batch()
+        if batch:
+            return self._run_extend(batch, now, events)
+        if self.running:
+            return self._run_decode(now, events, max_decode_steps)
+        self.new_token_ratio = self.init_ratio  # SGLang re-initialises when idle
+        self._last_kind = "idle"
+        return StepOutcome(duration_s=0.0, events=events, kind="idle")
+
+    def stats(self) -> EngineStats:
+        n = len(self.running)
+        used = self._used_tokens()
+        return EngineStats(
+            num_running_reqs=n,
+            num_queue_reqs=len(self.waiting) + (1 if self.chunked is not None else 0),
+            num_used_tokens=used,
+            token_usage=round(used / self.max_total, 4),
+            max_total_num_tokens=self.max_total,
+            num_retracted_reqs_total=self.num_retracted_total,
+            cache_hit_rate=(
+                self.cached_tokens_total / self.prompt_tokens_total
+                if self.prompt_tokens_total
+                else 0.0
+            ),
+            new_token_ratio=self.new_token_ratio,
+            gen_throughput=self._gen_throughput(),
+            is_cuda_graph=self._last_kind == "decode" and self._graph_pad_for(n) is not None,
+        )
+
+    def server_info(self) -> dict[str, Any]:
+        info = self.settings.as_server_info()
+        info["internal_states"] = [
+            {
+                "max_total_num_tokens": self.max_total,
+                "max_running_requests": self.max_running,
+                "new_token_ratio": self.new_token_ratio,
+            }
+        ]
+        return info
+
+    # ------------------------------------------------------------------ KV accounting
+    def _running_owned(self) -> int:
+        return self._run_owned + len(self.running) * self.counter
+
+    def _used_tokens(self) -> int:
+        chunked = self.chunked.owned if self.chunked is not None else 0
+        return self._running_owned() + chunked + self._cache_total
+
+    def _avail_and_evictable(self) -> int:
+        chunked = self.chunked.owned if self.chunked is not None else 0
+        return self.max_total - self._running_owned() - chunked - self._cache_locked
+
+    def _evict(self) -> None:
+        """Drop least-recently-used unlocked prefixes while the pool is over-full."""
+        if not self._cache:
+            return
+        chunked = self.chunked.owned if self.chunked is not None else 0
+        over = self._running_owned() + chunked + self._cache_total - self.max_total
+        if over <= 0:
+            return
+        for key in list(self._cache):
+            if over <= 0:
+                break
+            if self._refs.get(key, 0) == 0:
+                size = self._cache.pop(key)
+                self._cache_total -= size
+                over -= size
+
+    def _match(self, r: _Req) -> int:
+        if not self.radix or r.prefix_key is None:
+            return 0
+        return min(self._cache.get(r.prefix_key, 0), r.prefix_len)
+
+    def _lock_key(self, r: _Req, key: str) -> None:
+        r.holds_key = key
+        n = self._refs.get(key, 0)
+        if n == 0:
+            self._cache_locked += self._cache[key]
+        self._refs[key] = n + 1
+        self._cache.move_to_end(key)
+
+    def _release_key(self, r: _Req) -> None:
+        key = r.holds_key
+        if key is None:
+            return
+        r.holds_key = None
+        n = self._refs.get(key, 0) - 1
+        if n <= 0:
+            self._refs.pop(key, None)
+            if key in self._cache:
+                self._cache_locked -= self._cache[key]
+                self._cache.move_to_end(key)
+        else:
+            self._refs[key] = n
+
+    def _maybe_insert_prefix(self, r: _Req) -> None:
+        """Once a request has prefilled its shared prefix, the radix tree holds it."""
+        key = r.prefix_key
+        if not self.radix or key is None or r.holds_key is not None or r.done < r.prefix_len:
+            return
+        if key not in self._cache:
+            self._cache[key] = r.prefix_len
+            self._cache_total += r.prefix_len
+            r.owned -= r.prefix_len
+            self._lock_key(r, key)
+
+    # ------------------------------------------------------------------ running batch
+    def _join_running(self, r: _Req) -> None:
+        r.join = self.counter
+        self.running[r.rid] = r
+        self._run_owned += r.owned - r.join
+        self._run_ctx += r.input_len + r.gen - r.join
+        self._run_rem += min(r.output_len - r.gen, CLIP_MAX_NEW_TOKENS) + r.join
+        heapq.heappush(self._finish_heap, (r.join + r.output_len - r.gen, r.seq, r.rid))
+        if self.token_event_interval > 0:
+            self._buckets.setdefault(r.join % self.token_event_interval, set()).add(r.rid)
+
+    def _leave_running(self, r: _Req) -> None:
+        """Remove from the running batch, folding its implicit progress into its fields."""
+        del self.running[r.rid]
+        steps = self.counter - r.join
+        self._run_owned -= r.owned - r.join
+        self._run_ctx -= r.input_len + r.gen - r.join
+        self._run_rem -= min(r.output_len - r.gen, CLIP_MAX_NEW_TOKENS) + r.join
+        r.gen += steps
+        r.owned += steps
+        if self.token_event_interval > 0:
+            bucket = self._buckets.get(r.join % self.token_event_interval)
+            if bucket is not None:
+                bucket.discard(r.rid)
+
+    # ------------------------------------------------------------------ prefill
+    def _ordered_waiting(self) -> list[_Req]:
+        q = self.waiting
+        if self.policy in ("lpm", "dfs-weight") and len(q) <= LPM_MAX_QUEUE:
+            return sorted(q, key=lambda r: -self._match(r))
+        if self.policy == "lof":
+            return sorted(q, key=lambda r: -r.output_len)
+        if self.policy == "random":
+            q = list(q)
+            self._rng.shuffle(q)
+            return q
+        return q
+
+    def _new_prefill_batch(self) -> list[_Req]:
+        """SGLang's ``get_new_batch_prefill`` + ``PrefillAdder``: the requests to extend."""
+        if (self.batch_is_full or not self.waiting) and self.chunked is None:
+            return []
+        running_bs = len(self.running)
+        if self.max_running - running_bs <= 0 and self.chunked is None:
+            self.batch_is_full = True
+            return []
+        mixed_tokens = running_bs if self.mixed and running_bs else 0
+        avail = self._avail_and_evictable()
+        rem_total_offset = (
+            mixed_tokens + (self._run_rem - running_bs * self.counter) * self.new_token_ratio
+        )
+        cur_offset = mixed_tokens
+        rem_input = self.max_prefill
+        rem_chunk = None if self.chunk_size is None else self.chunk_size - mixed_tokens
+        batch: list[_Req] = []
+        new_chunked: _Req | None = None
+
+        if self.chunked is not None:
+            r = self.chunked
+            room = min(
+                rem_chunk if rem_chunk is not None else 1 << 62, int(avail - rem_total_offset)
+            )
+            want = r.fill - r.done
+            truncated = want > room
+            r.extend = max(0, min(want, room))
+            batch.append(r)
+            reserve = 0 if truncated else min(r.output_len - r.gen, CLIP_MAX_NEW_TOKENS)
+            rem_total_offset += r.extend + reserve
+            cur_offset += r.extend
+            rem_input -= r.extend
+            if rem_chunk is not None:
+                rem_chunk -= r.extend
+            new_chunked = r if truncated else None
+            self.chunked = None
+            if r.extend == 0:  # no room this round: keep it chunked, let decoding free memory
+                batch.pop()
+                self.chunked = r
+                return []
+
+        ordered = self._ordered_waiting()
+        states: list[tuple[float, int]] | None = None
+        for r in ordered:
+            if running_bs + len(batch) >= self.max_running:
+                self.batch_is_full = True
+                break
+            if (avail - rem_total_offset <= 0 or avail - cur_offset <= 0) and batch:
+                self.batch_is_full = True
+                break
+            if rem_input <= 0 or (rem_chunk is not None and rem_chunk <= 0):
+                break
+            matched = max(self._match(r), r.done)
+            extend = r.fill - matched
+            max_new = min(r.output_len - r.gen, CLIP_MAX_NEW_TOKENS)
+            if not self.radix:
+                # SGLang's ignore_eos path without a tree: simulate future memory use.
+                if states is None:
+                    states = self._ignore_eos_states(batch)
+                ok = self._ignore_eos_fits(
+                    r, extend, avail - cur_offset, avail - rem_total_offset, states
+                )
+                if not ok:
+                    self.batch_is_full = True
+                    break
+            else:
+                total = extend + max_new
+                if total >= avail - rem_total_offset:
+                    self.batch_is_full = True
+                    break
+                if extend >= rem_input and batch:
+                    break
+            if rem_chunk is None or extend <= rem_chunk:
+                r.extend = extend
+                rem_total_offset += extend + max_new
+            else:
+                trunc = rem_chunk if not self.radix else rem_chunk  # page size 1
+                if trunc <= 0:
+                    break
+                r.extend = trunc
+                rem_total_offset += trunc
+                new_chunked = r
+            cur_offset += r.extend
+            rem_input -= r.extend
+            if rem_chunk is not None:
+                rem_chunk -= r.extend
+            self._admit(r, matched)
+            batch.append(r)
+            if new_chunked is r:
+                break
+        if batch:
+            admitted = {r.rid for r in batch}
+            self.waiting = [r for r in self.waiting if r.rid not in admitted]
+        self.chunked = new_chunked
+        return batch
+
+    def _admit(self, r: _Req, matched: int) -> None:
+        """A waiting request enters a prefill batch: lock its cached prefix."""
+        if matched > r.done:
+            cached = matched - r.done
+            r.done = matched
+            if r.prefix_key is not None and r.holds_key is None and r.prefix_key in self._cache:
+                self._lock_key(r, r.prefix_key)
+            if not r.started:
+                r.cached = cached
+                self.cached_tokens_total += cached
+        r.started = True
+
+    def _ignore_eos_states(self, batch: list[_Req]) -> list[tuple[float, int]]:
+        states = []
+        for r in self.running.values():
+            gen = r.gen + self.counter - r.join
+            left = r.output_len - gen
+            if left > 0:
+                states.append((float(left), r.input_len + gen))
+        for r in batch:
+            left = r.output_len - r.gen
+            if left > 0:
+                states.append((float(left), r.input_len + r.gen))
+        states.sort()
+        return states
+
+    def _ignore_eos_fits(
+        self,
+        r: _Req,
+        extend: int,
+        cur_rem: float,
+        rem_total: float,
+        states: list[tuple[float, int]],
+    ) -> bool:
+        """``PrefillAdder.add_one_req_ignore_eos``: will every request still fit at its peak?"""
+        if extend > min(cur_rem, rem_total):
+            return False
+        left = r.output_len - r.gen
+        if left > 0:
+            entry = (float(left), r.input_len + r.gen)
+            i = 0
+            while i < len(states) and states[i][0] < left:
+                i += 1
+            states.insert(i, entry)
+        rem = cur_rem - r.input_len
+        freed = 0
+        n = len(states)
+        for i, (tokens_left, occupied) in enumerate(states):
+            bs = n - i
+            if rem + freed - tokens_left * bs <= IGNORE_EOS_RESERVE_TOKENS * bs:
+                if left > 0:
+                    states.remove(entry)
+                return False
+            freed += occupied
+        return True
+
+    def _run_extend(self, batch: list[_Req], now: float, events: list[TokenEvent]) -> StepOutcome:
+        chunks = []
+        new_tokens = 0
+        cached = 0
+        for r in batch:
+            chunks.append((r.extend, r.done))
+            new_tokens += r.extend
+        dec_b = len(self.running) if self.mixed else 0
+        dec_ctx = (self._run_ctx + dec_b * self.counter + dec_b) / dec_b if dec_b else 0.0
+        duration = self.perf.extend_ms(chunks, dec_b, dec_ctx) / 1000.0
+        end = now + duration
+        new_seqs = 0
+        if dec_b:
+            self._advance_decode(1, events, end)
+        for r in batch:
+            r.done += r.extend
+            r.owned += r.extend
+            r.extend = 0
+            self._maybe_insert_prefix(r)
+            if r is self.chunked:
+                continue
+            if r.done < r.fill:
+                continue  # defensive: an unfinished request not marked chunked waits again
+            r.gen += 1  # the extend step samples the next token
+            self.generated_total += 1
+            if r.first_token_at is None:
+                r.first_token_at = end
+                new_seqs += 1
+                cached += r.cached
+                events.append(TokenEvent(r.rid, "first_token", r.gen, end, cached_tokens=r.cached))
+            if r.gen >= r.output_len:
+                self._finish(r, r.gen, end, events)
+            else:
+                r.fill = r.input_len + r.gen
+                self._join_running(r)
+        self._evict()
+        self._note_gen(end, new_seqs + dec_b)
+        self._last_kind = "prefill" if not dec_b else "mixed"
+        return StepOutcome(
+            duration_s=duration,
+            events=events,
+            kind=self._last_kind,
+            new_seqs=len(batch),
+            new_tokens=new_tokens,
+            cached_tokens=cached,
+        )
+
+    # ------------------------------------------------------------------ decode
+    @staticmethod
+    def _build_pad_table(graph_bs: list[int]) -> list[int]:
+        """pad[b] = captured batch size a decode batch of b runs as (0 = eager)."""
+        if not graph_bs:
+            return [0]
+        pad = [0] * (graph_bs[-1] + 1)
+        j = 0
+        for b in range(1, graph_bs[-1] + 1):
+            while graph_bs[j] < b:
+                j += 1
+            pad[b] = graph_bs[j]
+        return pad
+
+    def _graph_pad_for(self, batch: int) -> int | None:
+        if 0 < batch < len(self._graph_pad):
+            return self._graph_pad[batch]
+        return None
+
+    def _run_decode(self, now: float, events: list[TokenEvent], max_steps: int) -> StepOutcome:
+        n = len(self.running)
+        if self._avail_and_evictable() < n:
+            self._retract()
+            n = len(self.running)
+            steps = 1
+        else:
+            steps = 1
+            if (
+                max_steps > 1
+                and not self.waiting
+                and self.chunked is None
+                and self.token_event_interval <= 0
+            ):
+                to_finish = (
+                    self._finish_heap[0][0] - self.counter if self._finish_heap else max_steps
+                )
+                fits = self._avail_and_evictable() // n
+                steps = max(1, min(max_steps, to_finish, fits))
+            self.new_token_ratio = max(
+                self.new_token_ratio - steps * self.ratio_decay, self.min_ratio
+            )
+        mean_ctx = (self._run_ctx + n * self.counter) / n + (steps + 1) / 2.0
+        per_step = self.perf.decode_ms(n, mean_ctx, graph_bs=self._graph_pad_for(n))
+        duration = per_step * steps / 1000.0
+        end = now + duration
+        self._advance_decode(steps, events, end)
+        self._evict()
+        self._note_gen(end, n * steps)
+        self._last_kind = "decode"
+        return StepOutcome(duration_s=duration, events=events, kind="decode")
+
+    def _advance_decode(self, steps: int, events: list[TokenEvent], end: float) -> None:
+        """Every running request gains ``steps`` tokens; emit progress and finishes."""
+        n = len(self.running)
+        self.counter += steps
+        self.generated_total += n * steps
+        k = self.token_event_interval
+        if k > 0 and steps == 1:
+            for rid in self._buckets.get(self.counter % k, ()):
+                r = self.running[rid]
+                gen = r.gen + self.counter - r.join
+                if gen < r.output_len:
+                    events.append(TokenEvent(rid, "tokens", gen, end))
+        heap = self._finish_heap
+        while heap and heap[0][0] <= self.counter:
+            _, _, rid = heapq.heappop(heap)
+            r = self.running.get(rid)
+            if r is None or r.join + r.output_len - r.gen > self.counter:
+                continue  # stale entry of a retracted / aborted request
+            self._leave_running(r)
+            self._finish(r, r.gen, end, events)
+
+    def _finish(self, r: _Req, gen: int, end: float, events: list[TokenEvent]) -> None:
+        self._release_key(r)
+        r.owned = 0
+        self.batch_is_full = False
+        events.append(TokenEvent(r.rid, "finished", gen, end, cached_tokens=r.cached))
+
+    def _retract(self) -> None:
+        """``ScheduleBatch.retract_decode``: free the newest requests until decoding fits."""
+        order = sorted(
+            self.running.values(),
+            key=lambda r: (r.gen + self.counter - r.join, -r.input_len),
+            reverse=True,
+        )
+        first = True
+        while len(order) > 1 and (
+            first or self._avail_and_evictable() < RETRACT_DECODE_STEPS * len(order)
+        ):
+            first = False
+            r = order.pop()
+            self._leave_running(r)
+            self._release_key(r)
+            r.owned = 0
+            r.done = 0
+            r.fill = r.input_len + r.gen
+            self.waiting.append(r)
+            self.num_retracted_total += 1
+        if order and self._avail_and_evictable() < len(order):
+            # SGLang's corner case: one request alone does not fit; it is aborted.
+            r = order.pop()
+            gen = r.gen + self.counter - r.join
+            self._leave_running(r)
+            self._release_key(r)
+            r.owned = 0
+            self._pending.append(TokenEvent(r.rid, "aborted", gen, 0.0))
+        decoded = sum(r.gen + self.counter - r.join for r in order)
+        max_new = sum(r.output_len for r in order)
+        self.new_token_ratio = min(
+            1.0, (decoded + RETRACT_DECODE_STEPS * len(order)) / max(max_new, 1)
+        )
+        self.batch_is_full = False
+
+    # ------------------------------------------------------------------ stats
+    def _note_gen(self, end: float, tokens: int) -> None:
+        w = self._gen_window
+        w.append((end, tokens))
+        if len(w) > 64:
+            del w[:32]
+
+    def _gen_throughput(self) -> float:
+        w = self._gen_window
+        if len(w) < 2:
+            return 0.0
+        span = w[-1][0] - w[0][0]
+        return sum(t for _, t in w[1:]) / span if span > 0 else 0.0
