@@ -15,6 +15,9 @@ from rich.table import Table
 
 # The shared console: rich.logging.RichHandler (conf/hydra/job_logging) prints to it too.
 console = get_console()
+if not console.is_terminal:
+    # Logs and CI capture: rich would fold tables to 80 columns.
+    console.width = max(console.width, 160)
 
 
 class TrialProgress:
