@@ -156,5 +156,5 @@ Scheduler hit an exception: Traceback (most recent call last):
     self.model_runner = ModelRunner(
   File "/sgl-workspace/sglang/python/sglang/srt/model_executor/model_runner.py", line 1436, in init_memory_pool
     raise RuntimeError(
-RuntimeError: {message}
+{last}
 """

@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -73,37 +74,8 @@ FILLER = " the"  # one simulated token of streamed text; its content does not ma
 # Command line: SGLang 0.5.5.post3's flag names and types.
 # ---------------------------------------------------------------------------
 
-# ServerArgs fields the simulated engine models; anything else given on the
-# command line is accepted and reported as ignored (unless the server itself uses it).
-MODELLED_FLAGS = frozenset(
-    {
-        "tp_size",
-        "dp_size",
-        "pp_size",
-        "mem_fraction_static",
-        "max_running_requests",
-        "max_total_tokens",
-        "chunked_prefill_size",
-        "max_prefill_tokens",
-        "schedule_policy",
-        "schedule_conservativeness",
-        "cuda_graph_max_bs",
-        "disable_cuda_graph",
-        "enable_mixed_chunk",
-        "disable_radix_cache",
-        "kv_cache_dtype",
-        "stream_interval",
-        "context_length",
-        "page_size",
-        "num_continuous_decode_steps",
-        "disable_overlap_schedule",
-        "enable_torch_compile",
-        "torch_compile_max_bs",
-        "quantization",
-        "max_queued_requests",
-    }
-)
-# Flags the HTTP front itself honours.
+# Flags the HTTP front itself honours; every other flag given on the command line
+# goes to ``build_engine``, which models it or lists it in ``ignored_flags``.
 SERVER_FLAGS = frozenset(
     {
         "model_path",
@@ -112,11 +84,12 @@ SERVER_FLAGS = frozenset(
         "port",
         "served_model_name",
         "enable_metrics",
+        "enable_cache_report",
         "api_key",
         "decode_log_interval",
         "log_level",
         "skip_server_warmup",
-        "random_seed",
+        "weight_version",
     }
 )
 
@@ -367,23 +340,15 @@ def explicit_flags(argv: list[str]) -> set[str]:
 
 
 def engine_flags(args: argparse.Namespace, given: set[str]) -> dict[str, Any]:
-    """The modelled flags to hand to ``build_engine``: those given explicitly, plus the
-    modelled ones whose SGLang default is not "auto" (so the engine sees SGLang's values).
+    """The explicitly given flags (SGLang's dash names) for ``build_engine``.
+
+    >>> engine_flags(build_parser().parse_args(["--model", "m", "--tp", "2"]), {"model_path", "tp_size"})
+    {'tp-size': 2}
     """
-    flags: dict[str, Any] = {}
-    for name in MODELLED_FLAGS:
-        value = getattr(args, name, None)
-        if value is not None and (name in given or not isinstance(value, bool)):
-            flags[name] = value
-    return flags
-
-
-def ignored_flags(args: argparse.Namespace, given: set[str]) -> dict[str, Any]:
-    """Explicitly given flags the simulator does not model."""
     return {
-        name: getattr(args, name)
+        name.replace("_", "-"): getattr(args, name)
         for name in sorted(given)
-        if not name.startswith("sim_") and name not in MODELLED_FLAGS and name not in SERVER_FLAGS
+        if not name.startswith("sim_") and name not in SERVER_FLAGS
     }
 
 
@@ -774,22 +739,24 @@ class SimServer:
         return web.json_response({"object": "list", "data": [card]})
 
     def server_info_dict(self) -> dict[str, Any]:
+        """All ServerArgs, overlaid with the engine's effective settings (SGLang's keys)."""
         info = {k: v for k, v in vars(self.args).items() if not k.startswith("sim_")}
+        info.update(self.engine_info)
+        info["model_path"] = self.args.model_path
         info["served_model_name"] = self.served_name
         info["tokenizer_path"] = str(_tokenizer_dir(self.args))
-        info.update(self.engine_info)
+        info["api_key"] = None  # never echoed
         if self.engine is not None:
-            info["internal_states"] = [asdict(self.engine.stats())]
-        info["version"] = SGLANG_VERSION
+            states = self.engine_info.get("internal_states") or [{}]
+            info["internal_states"] = [{**states[0], **asdict(self.engine.stats())}]
+        info.setdefault("version", f"{SGLANG_VERSION} (simulated)")
         info["simulated"] = True
-        info["sim"] = {
-            "model": self.args.sim_model,
-            "gpu": self.args.sim_gpu,
-            "dtype": self.args.sim_dtype,
-            "seed": self.args.sim_seed,
-            "ignored_flags": sorted(ignored_flags(self.args, self.given)),
-            "faults": self.faults.describe(),
-        }
+        info["sim_model"] = self.args.sim_model
+        info["sim_gpu"] = self.args.sim_gpu
+        info["sim_dtype"] = self.args.sim_dtype
+        info["sim_seed"] = self.args.sim_seed
+        info["sim_faults"] = self.faults.describe()
+        info.setdefault("ignored_flags", [])
         return info
 
     async def server_info(self, request: web.Request) -> web.Response:
@@ -1044,75 +1011,71 @@ class SimServer:
         a = self.args
         f = self.faults
         total_s = max(0.0, a.sim_startup_s)
-        info_or_error = await asyncio.to_thread(_build, a, self.given)
-        gpu_gb = _gpu_mem_gb(a.sim_gpu, info_or_error)
-        weights_gb = _num(info_or_error, "weights_gb", "weight_mem_gb", default=16.0)
-        logger.info("Load weight begin. avail mem=%.2f GB", gpu_gb - 1.0)
+        built = await asyncio.to_thread(_build, a, self.given)
+        mem = _MemoryLog(a, built if isinstance(built, tuple) else None)
+        logger.info("Load weight begin. avail mem=%.2f GB", mem.total - mem.context)
         await asyncio.sleep(0.4 * total_s)
         if f.fail_start == "oom":
-            _fatal(OOM_TRACEBACK.format(alloc=2.0, total=gpu_gb, free=0.5, used=gpu_gb - 0.5))
-        dtype = "torch.float8_e4m3fn" if a.sim_dtype == "fp8" else "torch.bfloat16"
-        arch = "LlamaForCausalLM"
-        if isinstance(info_or_error, dict):
-            arch = str(info_or_error.get("architecture", arch))
+            free = 0.4
+            _fatal(
+                OOM_TRACEBACK.format(alloc=2.0, total=mem.total, free=free, used=mem.total - free)
+            )
         logger.info(
             "Load weight end. type=%s, dtype=%s, avail mem=%.2f GB, mem usage=%.2f GB.",
-            arch,
-            dtype,
-            gpu_gb - 1.0 - weights_gb,
-            weights_gb,
+            _architecture(a.sim_model),
+            "torch.float8_e4m3fn" if a.sim_dtype == "fp8" else "torch.bfloat16",
+            mem.total - mem.context - mem.weights,
+            mem.weights,
         )
-        if isinstance(info_or_error, BaseException):
-            _fatal(_startup_failure_text(info_or_error))
-        engine, info = info_or_error["engine"], info_or_error["info"]
-        self.engine, self.engine_info = engine, info
+        if not isinstance(built, tuple):
+            _fatal(_startup_failure_text(built))
+        self.engine, info = built
+        self.engine_info = info
         self.context_len = int(
-            info.get("context_len") or info.get("context_length") or self.context_len
+            info.get("context_length") or info.get("context_len") or self.context_len
         )
-        mem_frac = _num(info, "mem_fraction_static", default=a.mem_fraction_static or 0.9)
-        avail_after_pool = max(0.5, gpu_gb * (1.0 - mem_frac))
-        kv_tokens = int(_num(info, "max_total_num_tokens", default=0))
-        kv_gb = max(0.0, gpu_gb * mem_frac - weights_gb)
+        if info.get("ignored_flags"):
+            logger.warning(
+                "The simulator does not model these flags (accepted, ignored): %s",
+                ", ".join(
+                    f"--{k}={a.__dict__.get(k.replace('-', '_'))}" for k in info["ignored_flags"]
+                ),
+            )
         logger.info(
             "KV Cache is allocated. #tokens: %d, K size: %.2f GB, V size: %.2f GB",
-            kv_tokens,
-            kv_gb / 2,
-            kv_gb / 2,
+            mem.kv_tokens,
+            mem.kv / 2,
+            mem.kv / 2,
         )
-        logger.info("Memory pool end. avail mem=%.2f GB", avail_after_pool)
+        logger.info("Memory pool end. avail mem=%.2f GB", mem.after_pool)
+        graphs = not info.get("disable_cuda_graph", a.disable_cuda_graph)
+        if graphs or f.hang_start:
+            logger.info(
+                "Capture cuda graph begin. This can take up to several minutes. avail mem=%.2f GB",
+                mem.after_pool,
+            )
         if f.hang_start:
-            logger.info(
-                "Capture cuda graph begin. This can take up to several minutes. avail mem=%.2f GB",
-                avail_after_pool,
-            )
             return  # never ready: /health stays 503
-        disable_graph = bool(info.get("disable_cuda_graph", a.disable_cuda_graph))
-        if not disable_graph:
-            logger.info(
-                "Capture cuda graph begin. This can take up to several minutes. avail mem=%.2f GB",
-                avail_after_pool,
-            )
         if f.fail_start == "cuda-graph":
             await asyncio.sleep(0.2 * total_s)
             _fatal("Scheduler hit an exception: " + CUDA_GRAPH_TRACEBACK)
         await asyncio.sleep(0.3 * total_s)
-        graph_gb = 0.0 if disable_graph else 0.6
-        if not disable_graph:
+        if graphs:
             logger.info(
                 "Capture cuda graph end. Time elapsed: %.2f s. mem usage=%.2f GB. avail mem=%.2f GB.",
                 0.3 * total_s,
-                graph_gb,
-                avail_after_pool - graph_gb,
+                mem.graphs,
+                mem.available,
             )
         sched_logger.info(
             "max_total_num_tokens=%s, chunked_prefill_size=%s, max_prefill_tokens=%s, "
             "max_running_requests=%s, context_len=%s, available_gpu_mem=%.2f GB",
-            info.get("max_total_num_tokens", kv_tokens),
-            info.get("chunked_prefill_size", a.chunked_prefill_size),
-            info.get("max_prefill_tokens", a.max_prefill_tokens),
-            info.get("max_running_requests", a.max_running_requests),
+            info.get("max_total_num_tokens"),
+            info.get("chunked_prefill_size"),
+            info.get("max_prefill_tokens"),
+            info.get("max_running_requests"),
             self.context_len,
-            avail_after_pool - graph_gb,
+            mem.available,
         )
         logger.info("INFO:     Started server process [%d]", os.getpid())
         logger.info("INFO:     Waiting for application startup.")
@@ -1148,7 +1111,7 @@ def _tokenizer_dir(args: argparse.Namespace) -> Path:
     return SIM_TOKENIZER_DIR
 
 
-def _build(args: argparse.Namespace, given: set[str]) -> dict[str, Any] | BaseException:
+def _build(args: argparse.Namespace, given: set[str]) -> tuple[Engine, dict[str, Any]] | Exception:
     """Build the engine now; a start-up failure is returned, to be raised at SGLang's moment."""
     from autotune.sim.settings import build_engine
 
@@ -1162,50 +1125,58 @@ def _build(args: argparse.Namespace, given: set[str]) -> dict[str, Any] | BaseEx
         )
     except (SimStartupError, ValueError) as err:
         return err
-    info = dict(engine.server_info())
-    return {"engine": engine, "info": info, **info}
+    return engine, dict(engine.server_info())
 
 
-def _num(source: Any, *keys: str, default: float) -> float:
-    if isinstance(source, dict):
-        for k in keys:
-            v = source.get(k)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return float(v)
-    return default
+class _MemoryLog:
+    """GPU memory figures (GiB) for the start-up log lines, from the baked profile."""
+
+    def __init__(
+        self, args: argparse.Namespace, built: tuple[Engine, dict[str, Any]] | None
+    ) -> None:
+        info = built[1] if built else {}
+        tp = int(info.get("tp_size") or args.tp_size or 1)
+        try:
+            from autotune.sim.perf import load_profile
+
+            mem = load_profile(args.sim_model, args.sim_gpu, args.sim_dtype, tp)["memory"]
+        except (ImportError, ValueError, KeyError, OSError):
+            mem = {}
+        gib = float(1 << 30)
+        self.total = mem.get("gpu_mem_bytes", 80 * gib) / gib
+        self.context = 0.5  # CUDA context and NCCL before the weights load
+        self.weights = mem.get("weights_bytes", 16 * gib) / gib
+        kv_per_token = mem.get("kv_bytes_per_token", 131072)
+        if str(info.get("kv_cache_dtype", "auto")).startswith("fp8"):
+            kv_per_token /= 2
+        self.kv_tokens = int(info.get("max_total_num_tokens") or 0)
+        self.kv = self.kv_tokens * kv_per_token / gib
+        self.after_pool = max(0.1, self.total - self.context - self.weights - self.kv)
+        graph_bs = int(info.get("cuda_graph_max_bs") or 0)
+        self.graphs = 0.0 if info.get("disable_cuda_graph") else graph_bs * 2 / 1024
+        self.available = max(0.1, self.after_pool - self.graphs)
 
 
-_GPU_MEM_GB = {
-    "h200": 139.8,
-    "h100": 79.1,
-    "b200": 178.4,
-    "b300": 268.0,
-    "gb200": 184.0,
-    "gb300": 268.0,
-    "a100": 79.1,
-    "l40s": 44.4,
-}
+def _architecture(sim_model: str) -> str:
+    for prefix, arch in (("qwen3", "Qwen3ForCausalLM"), ("qwen2", "Qwen2ForCausalLM")):
+        if sim_model.lower().startswith(prefix):
+            return arch
+    return "LlamaForCausalLM"
 
 
-def _gpu_mem_gb(gpu: str, info: Any) -> float:
-    found = _num(info, "gpu_mem_gb", "total_gpu_mem_gb", default=0.0)
-    if found:
-        return found
-    for prefix, gb in _GPU_MEM_GB.items():
-        if gpu.lower().startswith(prefix):
-            return gb
-    return 80.0
-
-
-def _startup_failure_text(err: BaseException) -> str:
-    if isinstance(err, SimStartupError):
-        return STARTUP_FAILURE_TRACEBACK.format(message=str(err))
-    # An unknown profile (ValueError): SGLang fails the same way on an unknown model.
-    return (
-        "Traceback (most recent call last):\n"
-        '  File "/sgl-workspace/sglang/python/sglang/srt/configs/model_config.py", line 72, in __init__\n'
-        f"ValueError: {err}\n"
-    )
+def _startup_failure_text(err: Exception) -> str:
+    """SGLang's scheduler traceback for a start-up failure; the last line names the error."""
+    msg = str(err)
+    if not isinstance(err, SimStartupError):
+        # An unknown profile (ValueError): SGLang fails like this on an unknown model.
+        last = f"ValueError: {msg}"
+    elif msg.startswith("Capture cuda graph failed"):
+        last = f"Exception: {msg}"
+    elif re.match(r"^[\w.]+(Error|Exception): ", msg):
+        last = msg  # already names its exception type (torch.OutOfMemoryError, AssertionError)
+    else:
+        last = f"RuntimeError: {msg}"
+    return STARTUP_FAILURE_TRACEBACK.format(last=last)
 
 
 def _fatal(text: str) -> None:
@@ -1308,12 +1279,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     shown = {k: v for k, v in vars(args).items() if not k.startswith("sim_") and k != "api_key"}
     logger.info("server_args=ServerArgs(%s)", ", ".join(f"{k}={v!r}" for k, v in shown.items()))
-    ignored = ignored_flags(args, given)
-    if ignored:
-        logger.warning(
-            "The simulator does not model these flags; accepted and ignored: %s",
-            ", ".join(f"--{k.replace('_', '-')}={v}" for k, v in ignored.items()),
-        )
     if faults.describe():
         logger.warning("Simulated faults enabled: %s", ", ".join(faults.describe()))
     return asyncio.run(serve(args, given, faults))

@@ -101,7 +101,11 @@ class FakeEngine:
             "max_running_requests": 256,
             "chunked_prefill_size": 8192,
             "max_prefill_tokens": 16384,
-            "mem_fraction_static": self.flags.get("mem_fraction_static", 0.9),
+            "mem_fraction_static": self.flags.get("mem-fraction-static", 0.9),
+            "schedule_policy": self.flags.get("schedule-policy", "fcfs"),
+            "ignored_flags": sorted(
+                set(self.flags) - {"mem-fraction-static", "schedule-policy", "tp-size"}
+            ),
         }
 
 
@@ -112,10 +116,10 @@ def install_fake_engine() -> None:
     from autotune.sim.types import SimStartupError
 
     def build_engine(flags, *, model, gpu, dtype="bf16", seed=0):
-        if flags.get("mem_fraction_static", 0.9) < 0.2:
+        if flags.get("mem-fraction-static", 0.9) < 0.2:
             raise SimStartupError(
                 "Not enough memory. Please try to increase --mem-fraction-static. "
-                f"Current value: self.server_args.mem_fraction_static={flags['mem_fraction_static']}"
+                f"Current value: self.server_args.mem_fraction_static={flags['mem-fraction-static']}"
             )
         return FakeEngine(flags)
 
@@ -281,7 +285,7 @@ def chat_prompt_tokens(messages: list[dict]) -> int:
 
 
 def test_parser_prefixes_and_types():
-    from autotune.sim.server import build_parser, explicit_flags, ignored_flags
+    from autotune.sim.server import build_parser, engine_flags, explicit_flags
 
     p = build_parser()
     ns = p.parse_args(
@@ -292,7 +296,8 @@ def test_parser_prefixes_and_types():
     argv = ["--model", "m", "--enable-lora", "--watchdog-timeout", "60", "--tp-size", "1"]
     given = explicit_flags(argv)
     assert given == {"model_path", "enable_lora", "watchdog_timeout", "tp_size"}
-    assert set(ignored_flags(p.parse_args(argv), given)) == {"enable_lora", "watchdog_timeout"}
+    flags = engine_flags(p.parse_args(argv), given)
+    assert flags == {"enable-lora": True, "watchdog-timeout": 60.0, "tp-size": 1}
 
 
 @pytest.mark.parametrize(
@@ -540,7 +545,8 @@ def test_models_model_info_server_info(server_factory):
     }
     assert info["simulated"] is True and info["version"]
     assert info["mem_fraction_static"] == 0.8 and info["schedule_policy"] == "lpm"
-    assert info["sim"]["ignored_flags"] == ["enable_lora", "watchdog_timeout"]
+    assert info["ignored_flags"] == ["enable-lora", "watchdog-timeout"]
+    assert info["sim_model"] == "llama-3.1-8b" and info["api_key"] is None
     assert info["max_total_num_tokens"] > 0
     assert "--enable-lora=True" in srv.log() and "--watchdog-timeout=60.0" in srv.log()
     mi = json.loads(srv.get("/get_model_info")[1])
