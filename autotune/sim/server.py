@@ -41,6 +41,7 @@ import re
 import signal
 import sys
 import time
+import traceback
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -514,8 +515,7 @@ class SimServer:
         self._rng = random.Random(args.sim_seed)
         self._num_gen_requests = 0
         self._decode_steps = 0
-        self._last_decode_log = (0.0, 0)  # (clock, generated tokens) at the last decode log
-        self._gen_tokens = 0
+        self._driver: asyncio.Task | None = None
         self._retracted_seen = 0
         self._last_lag_log = -1e9
         self.metrics = None
@@ -606,7 +606,6 @@ class SimServer:
                 continue
             kind = ev.kind
             if ev.output_tokens > req.tokens:
-                self._gen_tokens += ev.output_tokens - req.tokens
                 req.tokens = ev.output_tokens
             if kind == "first_token":
                 req.cached = ev.cached_tokens
@@ -642,10 +641,6 @@ class SimServer:
             self._decode_steps += 1
             if self._decode_steps % max(1, self.args.decode_log_interval) == 0:
                 st = self._stats()
-                t_last, tok_last = self._last_decode_log
-                dt = vnow - t_last
-                tput = (self._gen_tokens - tok_last) / dt if dt > 0 else 0.0
-                self._last_decode_log = (vnow, self._gen_tokens)
                 sched_logger.info(
                     "Decode batch, #running-req: %d, #token: %d, token usage: %.2f, cuda graph: %s, "
                     "gen throughput (token/s): %.2f, #queue-req: %d",
@@ -653,7 +648,7 @@ class SimServer:
                     st.num_used_tokens,
                     st.token_usage,
                     st.is_cuda_graph,
-                    tput,
+                    st.gen_throughput,
                     st.num_queue_reqs,
                 )
                 self._check_retraction(st)
@@ -1031,6 +1026,7 @@ class SimServer:
             _fatal(_startup_failure_text(built))
         self.engine, info = built
         self.engine_info = info
+        self._driver = asyncio.create_task(self.drive())
         self.context_len = int(
             info.get("context_length") or info.get("context_len") or self.context_len
         )
@@ -1084,12 +1080,27 @@ class SimServer:
             "INFO:     Uvicorn running on http://%s:%d (Press CTRL+C to quit)", a.host, a.port
         )
         if not a.skip_server_warmup:
-            await asyncio.sleep(0.3 * total_s)
+            t_warm = time.monotonic()
+            if not f.no_tokens:
+                await self._warm_up()
+            await asyncio.sleep(max(0.0, 0.3 * total_s - (time.monotonic() - t_warm)))
             logger.info('INFO:     127.0.0.1:0 - "POST /generate HTTP/1.1" 200 OK')
         self.ready = True
         logger.info(READY_LINE)
         if f.crash_after_s is not None:
             asyncio.get_running_loop().call_later(f.crash_after_s, self._crash)
+
+    async def _warm_up(self) -> None:
+        """Like SGLang's warm-up request: one short generation through the whole path."""
+        prompt = self.counter.count_chat(
+            [{"role": "user", "content": "The capital city of France is"}]
+        )
+        req = _Req(f"WARMUP_{uuid.uuid4().hex}", prompt, 8, time.monotonic())
+        req.next_emit = 1 << 62
+        self._add(req)
+        while not (req.finished or req.aborted):
+            await req.event.wait()
+            req.event.clear()
 
     def _crash(self) -> None:
         assert self.faults.crash_after_s is not None
@@ -1235,25 +1246,23 @@ async def serve(args: argparse.Namespace, given: set[str], faults: Faults) -> in
         )
         return 1
     startup = asyncio.create_task(server.start_up())
-    driver: asyncio.Task | None = None
     stop_wait = asyncio.create_task(stop.wait())
     await asyncio.wait({startup, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-    if (
-        startup.done()
-        and startup.exception() is None
-        and server.engine is not None
-        and not stop.is_set()
-    ):
-        driver = asyncio.create_task(server.drive())
+    code = 0
+    if startup.done() and startup.exception() is not None:
+        err = startup.exception()
+        sys.stderr.write("".join(traceback.format_exception(err)))
+        code = 1
+    elif not stop.is_set():
         await stop_wait
     server.stopping = True
     logger.info("INFO:     Shutting down")
-    for task in (startup, driver):
+    for task in (startup, stop_wait, server._driver):
         if task is not None:
             task.cancel()
     await runner.cleanup()
     logger.info("INFO:     Finished server process [%d]", os.getpid())
-    return 0
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
