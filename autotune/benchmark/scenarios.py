@@ -12,7 +12,8 @@ We check a string before anything is launched, so a typo fails in config
 validation and not minutes later as genai-bench's exit 2. Whitespace is
 **normalised away** (``"D(10, 10)"`` becomes ``"D(10,10)"``): genai-bench itself
 rejects spaces, but YAML lists invite them, and the normalised string is the one
-we pass on and the one genai-bench writes back into its result files.
+we pass on and the one genai-bench writes back into its result files. Spaces
+inside a number (``D(1 0,10)``) are an error, not glued together.
 
 Beyond genai-bench's regexes we also reject strings that pass its check but break
 a run later: an output length below 2 (genai-bench then has no TPOT value and
@@ -52,11 +53,14 @@ VALID_FORMS = (
     "U(max_in,max_out) e.g. U(100,200)"
 )
 
-# Same shapes as genai-bench's validation_pattern for each type (anchored, no spaces).
+# genai-bench's validation_pattern for each type, plus optional whitespace
+# between tokens (never inside a number); the canonical text is rebuilt from the ints.
+_N = r"\s*(\d+)\s*"
+_PAIR = rf"\(\s*{_N},{_N}\)"
 _PATTERNS: dict[str, re.Pattern[str]] = {
-    "D": re.compile(r"D\((\d+),(\d+)\)", re.ASCII),
-    "N": re.compile(r"N\((\d+),(\d+)\)/\((\d+),(\d+)\)", re.ASCII),
-    "U": re.compile(r"U\((\d+),(\d+)\)(?:/\((\d+),(\d+)\))?", re.ASCII),
+    "D": re.compile(rf"D\s*{_PAIR}", re.ASCII),
+    "N": re.compile(rf"N\s*{_PAIR}\s*/\s*{_PAIR}", re.ASCII),
+    "U": re.compile(rf"U\s*{_PAIR}(?:\s*/\s*{_PAIR})?", re.ASCII),
 }
 
 # genai-bench clamps sampled lengths to these minimums (scenarios/text.py).
@@ -119,7 +123,7 @@ def parse_scenario(scenario: str) -> Scenario:
     """
     if not isinstance(scenario, str):
         raise _error(scenario, "not a string")
-    text = "".join(scenario.split())
+    text = scenario.strip()
     kind = text[:1]
     pattern = _PATTERNS.get(kind)
     if pattern is None:
@@ -133,7 +137,8 @@ def parse_scenario(scenario: str) -> Scenario:
         raise _error(scenario, f"does not match the {kind}(...) form")
     params = tuple(int(g) for g in match.groups() if g is not None)
     _check_values(scenario, kind, params)
-    return Scenario(kind=kind, params=params, text=text)  # type: ignore[arg-type]
+    pairs = "/".join(f"({a},{b})" for a, b in zip(params[::2], params[1::2], strict=True))
+    return Scenario(kind=kind, params=params, text=kind + pairs)  # type: ignore[arg-type]
 
 
 def _check_values(scenario: str, kind: str, p: tuple[int, ...]) -> None:
