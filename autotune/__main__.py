@@ -1,8 +1,8 @@
 """``python -m autotune``: the Hydra app. Each job is one trial; the sweep is the study.
 
-    python -m autotune                                   # the default study (simulator)
-    python -m autotune -m runtime=sglang params.mem=0.7,0.8
-    python -m autotune search=tpe search.n_trials=40     # Bayesian (Optuna)
+python -m autotune                                   # the default study (simulator)
+python -m autotune -m runtime=sglang params.mem=0.7,0.8
+python -m autotune search=tpe search.n_trials=40     # Bayesian (Optuna)
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ the sweep is interrupted (Ctrl-C, SIGTERM) or the process exits early.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
 import signal
@@ -19,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -160,10 +160,8 @@ class StudyCallback(Callback):
             raise KeyboardInterrupt(f"signal {signum}")
 
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread
                 self._previous_handlers[sig] = signal.signal(sig, on_signal)
-            except ValueError:  # not the main thread
-                pass
         atexit.register(self._close_parent, "KILLED")
 
     def _close_parent(self, status: str) -> None:
@@ -171,7 +169,9 @@ class StudyCallback(Callback):
             return
         try:
             if not tracking.is_terminal(self.parent.status()):
-                self.parent.tag(**{tracking.STATUS: "interrupted" if status == "KILLED" else "done"})
+                self.parent.tag(
+                    **{tracking.STATUS: "interrupted" if status == "KILLED" else "done"}
+                )
                 self.parent.end(status)
         except Exception:
             log.exception("could not close the sweep run %s", self.parent.run_id)
@@ -196,31 +196,46 @@ class StudyCallback(Callback):
         flag_names = set(cfg.runtime.flags)
         rows, best = [], None
         for r in runs:
-            flags = " ".join(f"{k}={v}" for k, v in sorted(r.data.params.items()) if k in flag_names)
+            flags = " ".join(
+                f"{k}={v}" for k, v in sorted(r.data.params.items()) if k in flag_names
+            )
             m = r.data.metrics
             ok = r.data.tags.get(tracking.STATUS) == "ok"
             row = {
                 "trial": r.info.run_name,
-                "status": "ok" if ok else f"failed: {r.data.tags.get(tracking.FAILURE, r.info.status.lower())}",
+                "status": "ok"
+                if ok
+                else f"failed: {r.data.tags.get(tracking.FAILURE, r.info.status.lower())}",
                 "flags": flags or "(defaults)",
                 "objective": f"{m['objective']:.4g}" if "objective" in m else "",
-                "tput": f"{m['output_throughput_tok_s']:.1f}" if "output_throughput_tok_s" in m else "",
+                "tput": f"{m['output_throughput_tok_s']:.1f}"
+                if "output_throughput_tok_s" in m
+                else "",
                 "ttft": f"{m['ttft_p99_ms']:.1f}" if "ttft_p99_ms" in m else "",
                 "tpot": f"{m['tpot_mean_ms']:.2f}" if "tpot_mean_ms" in m else "",
                 "run_id": r.info.run_id,
                 "value": m.get("objective"),
             }
             rows.append(row)
-            if ok and row["value"] is not None and len(objective.directions) == 1:
-                if best is None or objective.better(row["value"], best["value"]):
-                    best = row
+            single = len(objective.directions) == 1
+            if (
+                ok
+                and single
+                and row["value"] is not None
+                and (best is None or objective.better(row["value"], best["value"]))
+            ):
+                best = row
         n_ok = sum(1 for r in rows if r["status"] == "ok")
         summary = {"trials_total": len(rows), "trials_ok": n_ok, "trials_failed": len(rows) - n_ok}
         self.parent.metrics(summary)
-        self.parent.dict({"study": self.info.name, **summary, "trials": rows, "best": best}, "study_summary.json")
+        self.parent.dict(
+            {"study": self.info.name, **summary, "trials": rows, "best": best}, "study_summary.json"
+        )
         if best is not None:
             self.parent.metric("best_objective_final", best["value"])
-            self.parent.tag(**{"autotune.best_run_id": best["run_id"], "autotune.best_trial": best["trial"]})
+            self.parent.tag(
+                **{"autotune.best_run_id": best["run_id"], "autotune.best_trial": best["trial"]}
+            )
         print_summary(f"Study {self.info.name}", rows, best, self.info.simulated)
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from autotune.launcher import LaunchSpec
+from autotune.launcher import LaunchSpec, create_launcher
 from autotune.params import normalize
 from autotune.progress import console
 from autotune.secrets import scrub, secret_values
@@ -20,7 +19,7 @@ from autotune.secrets import scrub, secret_values
 
 def render_study(cfg: DictConfig) -> dict[str, str]:
     params = normalize(dict(cfg.params), cfg.runtime.flags, cfg.runtime.aliases)
-    launcher = instantiate(cfg.deploy)
+    launcher = create_launcher(cfg.deploy)
     workdir = Path(HydraConfig.get().runtime.output_dir).resolve()
     spec = LaunchSpec(
         trial_name=f"dry-run-{HydraConfig.get().job.get('num', 0)}",

@@ -1,8 +1,8 @@
 """Classify an engine failure from its log.
 
-    >>> classify("RuntimeError: Not enough memory. Please try to increase --mem-fraction-static.",
-    ...          {"oom": [r"Not enough memory"]})
-    'oom'
+>>> classify("RuntimeError: Not enough memory. Please try to increase --mem-fraction-static.",
+...          {"oom": [r"Not enough memory"]})
+'oom'
 """
 
 from __future__ import annotations

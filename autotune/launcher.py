@@ -15,12 +15,12 @@ from __future__ import annotations
 import abc
 import socket
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 
-class Failure(str, Enum):
+class Failure(StrEnum):
     """Values of the ``autotune.failure`` tag."""
 
     OOM = "oom"
@@ -97,6 +97,16 @@ class Launcher(abc.ABC):
     @abc.abstractmethod
     def stop(self, endpoint: Endpoint) -> None:
         """Stop the engine and release everything it holds. Idempotent; never raises."""
+
+
+def create_launcher(deploy_cfg: Any) -> Launcher:
+    """The deploy target named by ``deploy._target_`` (only ``launchers.*`` classes)."""
+    from hydra.utils import execution_whitelist, instantiate
+
+    launcher = instantiate(deploy_cfg, _execution_whitelist_=execution_whitelist(["launchers.*"]))
+    if not isinstance(launcher, Launcher):
+        raise TypeError(f"deploy._target_={deploy_cfg._target_} is not an autotune Launcher")
+    return launcher
 
 
 # Ports other services on users' machines rely on; never handed to an engine.

@@ -57,9 +57,7 @@ def read_metric(
     if across_levels == "pooled":
         v = metrics.get(name)
         return float(v) if v is not None and math.isfinite(v) else None
-    per_level = [
-        v for k, v in metrics.items() if (m := _LEVEL_KEY.match(k)) and m["name"] == name
-    ]
+    per_level = [v for k, v in metrics.items() if (m := _LEVEL_KEY.match(k)) and m["name"] == name]
     per_level = [float(v) for v in per_level if math.isfinite(v)]
     if not per_level:
         return None

@@ -64,13 +64,28 @@ class TrialProgress:
 def print_summary(title: str, rows: list[dict], best: dict | None, simulated: bool) -> None:
     """The study's table of trials and its best trial."""
     table = Table(title=title + (" — SIMULATED results" if simulated else ""), title_justify="left")
-    for col in ("trial", "status", "flags", "objective", "output tok/s", "TTFT p99 ms", "TPOT mean ms"):
+    for col in (
+        "trial",
+        "status",
+        "flags",
+        "objective",
+        "output tok/s",
+        "TTFT p99 ms",
+        "TPOT mean ms",
+    ):
         table.add_column(col, justify="right" if col not in ("status", "flags") else "left")
     for r in rows:
-        table.add_row(*[escape(str(r.get(k, ""))) for k in ("trial", "status", "flags", "objective", "tput", "ttft", "tpot")])
+        table.add_row(
+            *[
+                escape(str(r.get(k, "")))
+                for k in ("trial", "status", "flags", "objective", "tput", "ttft", "tpot")
+            ]
+        )
     console.print(table)
     if best is None:
-        console.print("[red]No trial succeeded.[/] See the failure tags in MLflow and docs/troubleshooting.md.")
+        console.print(
+            "[red]No trial succeeded.[/] See the failure tags in MLflow and docs/troubleshooting.md."
+        )
     else:
         console.print(
             f"[bold green]Best trial:[/] {escape(str(best['trial']))}  {escape(best['flags'])}  "

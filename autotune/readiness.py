@@ -6,6 +6,7 @@ message carries the end of the engine log.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,9 @@ from autotune.launcher import Endpoint, Failure, Launcher, TrialFailure
 log = logging.getLogger(__name__)
 
 
-def _failure_from_log(text: str, patterns: Mapping[str, Sequence[str]], default: Failure) -> Failure:
+def _failure_from_log(
+    text: str, patterns: Mapping[str, Sequence[str]], default: Failure
+) -> Failure:
     found = classify(text, patterns)
     return Failure(found) if found in Failure._value2member_map_ else default
 
@@ -51,10 +54,8 @@ def wait_ready(
                     f"({failure.value}):\n{last_lines(text)}",
                 )
             healthy = False
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 healthy = client.get(url).status_code == 200
-            except httpx.HTTPError:
-                pass
             if healthy and (not ready_pattern or ready_pattern in read_log(endpoint.log_path)):
                 return clock() - t0
             if clock() - t0 > timeout_s:

@@ -8,6 +8,7 @@ start time, so a reused PID is never touched) or by container id.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -63,11 +64,11 @@ def reap() -> list[dict]:
         except psutil.Error:
             same = False
         if same:
-            log.warning("stopping engine pid %d left running by a killed tuner (%s)", pid, entry["name"])
-            try:
+            log.warning(
+                "stopping engine pid %d left running by a killed tuner (%s)", pid, entry["name"]
+            )
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             stopped.append(entry)
         path.unlink(missing_ok=True)
     return stopped

@@ -27,7 +27,12 @@ from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
-ROLE, STATUS, FAILURE, PHASE = "autotune.role", "autotune.status", "autotune.failure", "autotune.phase"
+ROLE, STATUS, FAILURE, PHASE = (
+    "autotune.role",
+    "autotune.status",
+    "autotune.failure",
+    "autotune.phase",
+)
 SIMULATED, STUDY, PARENT = "autotune.simulated", "autotune.study", "mlflow.parentRunId"
 # MLflow limits: 6000 characters per param value; batches of 100 params / 1000 metrics.
 _PARAM_MAX = 6000

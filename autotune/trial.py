@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from autotune import tracking
@@ -27,7 +26,7 @@ from autotune.benchmark.genai_bench import Workload, run_genai_bench
 from autotune.benchmark.parse import parse_experiment
 from autotune.benchmark.virtual import run_virtual
 from autotune.failures import classify, last_lines, read_log
-from autotune.launcher import Endpoint, Failure, LaunchSpec, Launcher, TrialFailure
+from autotune.launcher import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, create_launcher
 from autotune.objective import Objective, Score
 from autotune.params import gpu_count, normalize
 from autotune.progress import TrialProgress
@@ -78,7 +77,7 @@ def _flags_label(params: dict[str, Any]) -> str:
 def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
     """Run one trial; return its score for the sweeper, None if it failed."""
     params = normalize(dict(cfg.params), cfg.runtime.flags, cfg.runtime.aliases)
-    launcher: Launcher = instantiate(cfg.deploy)
+    launcher = create_launcher(cfg.deploy)
     objective = Objective.from_config(cfg.objective)
     secrets = secret_values(extra=[cfg.benchmark.api_key])
     study = ctx.study
@@ -125,7 +124,11 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
             "workload.scenarios": ",".join(cfg.benchmark.scenarios),
             "workload.concurrency": ",".join(str(c) for c in cfg.benchmark.concurrency),
             "workload.max_requests_per_run": cfg.benchmark.max_requests_per_run,
-            **({"sim.gpu": cfg.deploy.gpu, "sim.clock": cfg.deploy.clock} if launcher.simulated else {}),
+            **(
+                {"sim.gpu": cfg.deploy.gpu, "sim.clock": cfg.deploy.clock}
+                if launcher.simulated
+                else {}
+            ),
         }
     )
     run.text(scrub(OmegaConf.to_yaml(cfg, resolve=True), secrets), "config.yaml")
@@ -311,4 +314,3 @@ def _update_parent(client, study: StudyInfo, objective: Objective, index: int) -
         parent.metrics(out, step=index)
     except Exception:
         log.exception("could not update the sweep run")
-

@@ -10,6 +10,7 @@ the simulator profile, and local paths.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,11 +131,15 @@ def _check_objective(cfg: DictConfig, errors: list[str]) -> None:
     for i, t in enumerate(o.terms):
         _check_metric(f"objective.terms[{i}].metric", t.metric, errors)
         if t.direction not in ("maximize", "minimize"):
-            errors.append(f"objective.terms[{i}].direction={t.direction!r}: use maximize or minimize.")
+            errors.append(
+                f"objective.terms[{i}].direction={t.direction!r}: use maximize or minimize."
+            )
     for name in o.slo:
         _check_metric(f"objective.slo.{name}", name, errors)
     if o.across_levels not in ACROSS_LEVELS:
-        errors.append(f"objective.across_levels={o.across_levels!r}: use one of {list(ACROSS_LEVELS)}.")
+        errors.append(
+            f"objective.across_levels={o.across_levels!r}: use one of {list(ACROSS_LEVELS)}."
+        )
     levels = [int(c) for c in cfg.benchmark.concurrency]
     for key in ("concurrency", "slo_concurrency"):
         level = o.get(key)
@@ -177,10 +182,8 @@ def _check_sim_profile(cfg: DictConfig, errors: list[str]) -> None:
 
     available = available_profiles()
     tps = {1}
-    try:
+    with contextlib.suppress(TypeError, ValueError):
         tps = {int(v) for v in _all_values(cfg, cfg.runtime.gpu_flag) if v is not None} or {1}
-    except (TypeError, ValueError):
-        pass
     for tp in sorted(tps):
         key = (cfg.model.sim_profile, cfg.deploy.gpu, cfg.model.dtype, tp)
         if key not in available:

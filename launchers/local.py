@@ -9,6 +9,7 @@ scheduler and detokenizer processes) go too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -22,7 +23,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from autotune import registry
-from autotune.launcher import Endpoint, LaunchSpec, Launcher, free_port
+from autotune.launcher import Endpoint, Launcher, LaunchSpec, free_port
 from autotune.params import to_argv
 from autotune.secrets import mask_env, secret_values
 
@@ -127,10 +128,8 @@ class LocalLauncher(Launcher):
             _stop_group(proc, self.stop_timeout_s)
         finally:
             registry.forget(proc.pid)
-            try:
+            with contextlib.suppress(OSError):
                 log_file.close()
-            except OSError:
-                pass
 
 
 def _stop_group(proc: subprocess.Popen, timeout_s: float) -> None:
@@ -148,17 +147,13 @@ def _stop_group(proc: subprocess.Popen, timeout_s: float) -> None:
     if pgid is not None:
         # Children that outlived the leader still carry its group id.
         deadline = time.monotonic() + 2
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         while time.monotonic() < deadline:
             try:
                 os.killpg(pgid, 0)
             except ProcessLookupError:
                 break
             time.sleep(0.05)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass

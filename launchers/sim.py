@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launchers.local import LocalLauncher
-
 from autotune.launcher import Endpoint, LaunchSpec
+from launchers.local import LocalLauncher
 
 SIM_TOKENIZER = Path(__file__).resolve().parents[1] / "autotune" / "sim" / "tokenizer"
 
@@ -52,11 +51,16 @@ class SimLauncher(LocalLauncher):
         argv[:launch_len] = [self.python, "-m", "autotune.sim.server"]
         argv += ["--tokenizer-path", self.tokenizer(spec)]
         argv += [
-            "--sim-model", str(spec.model.sim_profile),
-            "--sim-gpu", self.gpu,
-            "--sim-dtype", str(spec.model.dtype),
-            "--sim-seed", str(self.seed),
-            "--sim-startup-s", str(self.startup_s),
+            "--sim-model",
+            str(spec.model.sim_profile),
+            "--sim-gpu",
+            self.gpu,
+            "--sim-dtype",
+            str(spec.model.dtype),
+            "--sim-seed",
+            str(self.seed),
+            "--sim-startup-s",
+            str(self.startup_s),
         ]
         for fault in self.faults:
             argv += ["--sim-fault", str(fault)]

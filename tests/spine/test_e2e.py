@@ -55,8 +55,16 @@ def test_grid_sweep_makes_parent_and_children_with_metrics_and_artifacts(tmp_pat
     assert (trials["tags.autotune.status"] == "ok").all()
     assert (trials["tags.autotune.simulated"] == "true").all()
     assert (trials["tags.autotune.phase"] == "done").all()
-    for m in ["objective", "output_throughput_tok_s", "ttft_p50_ms", "ttft_p99_ms",
-              "tpot_mean_ms", "tpot_p99_ms", "e2e_p99_ms", "c4.output_throughput_tok_s"]:
+    for m in [
+        "objective",
+        "output_throughput_tok_s",
+        "ttft_p50_ms",
+        "ttft_p99_ms",
+        "tpot_mean_ms",
+        "tpot_p99_ms",
+        "e2e_p99_ms",
+        "c4.output_throughput_tok_s",
+    ]:
         assert (trials[f"metrics.{m}"] > 0).all(), m
     assert (trials["metrics.error_rate"] == 0).all()
     assert (trials["metrics.objective"] == trials["metrics.output_throughput_tok_s"]).all()
@@ -109,10 +117,21 @@ def test_unknown_flag_fails_fast_and_deploys_nothing(tmp_path):
 def test_interrupt_stops_the_engine_and_closes_the_runs(tmp_path, sig):
     env = {**os.environ, "AUTOTUNE_STATE_DIR": str(tmp_path / "state")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autotune", "-m", "params.mem=0.7,0.8",
-         "benchmark.concurrency=[4]", "benchmark.max_requests_per_run=200",
-         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "autotune",
+            "-m",
+            "params.mem=0.7,0.8",
+            "benchmark.concurrency=[4]",
+            "benchmark.max_requests_per_run=200",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     tuner = psutil.Process(proc.pid)
     engines: list[psutil.Process] = []

@@ -60,7 +60,11 @@ def test_bad_values_are_rejected_with_the_reason(params, message):
 
 def test_argv_items_booleans_are_switches_and_nothing_goes_through_a_shell():
     argv = to_argv(
-        {"mem-fraction-static": 0.8, "enable-mixed-chunk": True, "schedule-policy": "lpm; rm -rf /"},
+        {
+            "mem-fraction-static": 0.8,
+            "enable-mixed-chunk": True,
+            "schedule-policy": "lpm; rm -rf /",
+        },
         FLAGS,
     )
     assert argv == [

@@ -28,7 +28,9 @@ def test_every_sweep_value_is_checked(compose_cfg):
 
 def test_search_space_in_sweeper_params_is_checked(compose_cfg):
     cfg = compose_cfg()
-    OmegaConf.update(cfg, "hydra.sweeper.params", {"params.chunk": "interval(512, 1.5)"}, force_add=True)
+    OmegaConf.update(
+        cfg, "hydra.sweeper.params", {"params.chunk": "interval(512, 1.5)"}, force_add=True
+    )
     assert "params.chunk=1.5: expected a int" in "\n".join(validate_study(cfg))
 
 
