@@ -52,11 +52,13 @@ def canonical_name(name: str, flags: Mapping[str, Any], aliases: Mapping[str, st
         return bare
     known = sorted(set(flags) | set(aliases))
     hint = suggest(bare, known)
-    did_you_mean = f" Did you mean: {', '.join(hint)}?" if hint else ""
+    if hint:
+        advice = f"Did you mean: {', '.join(hint)}?"
+    else:
+        advice = f"Known flags: {', '.join(sorted(flags))}; aliases: {', '.join(sorted(aliases))}."
     raise ParamError(
-        f"params.{name}: unknown flag for this runtime.{did_you_mean} "
-        f"Known flags are listed under `flags:` in the runtime config "
-        f"(python -m autotune --cfg job --package runtime)."
+        f"params.{name}: unknown flag for this runtime. {advice} "
+        f"(To tune another flag, add it under `flags:` in the runtime config.)"
     )
 
 
