@@ -16,16 +16,16 @@ from typing import Any
 
 from autotune.benchmark.genai_bench import Workload
 from autotune.benchmark.scenarios import sample_lengths
+from autotune.benchmark.writer import RequestRecord, RunRecords, write_experiment
 
 
 def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
     """Replay ``workload`` on a fresh simulated engine per run; return the folder."""
     # Imported here: real deployments never load the simulator.
-    from autotune.benchmark.parse import write_experiment
     from autotune.sim.replay import replay_closed_loop
     from autotune.sim.settings import build_engine
 
-    out_dir = Path(out_dir)
+    seed = int(sim.get("seed", 0))
     runs = []
     for scenario in workload.scenarios:
         for concurrency in workload.concurrency:
@@ -34,15 +34,29 @@ def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
                 model=sim["model"],
                 gpu=sim["gpu"],
                 dtype=sim["dtype"],
-                seed=int(sim.get("seed", 0)),
+                seed=seed,
             )
             records = replay_closed_loop(
                 engine,
                 concurrency=concurrency,
                 num_requests=workload.max_requests_per_run,
                 sample_lengths=sample_lengths(scenario),
-                seed=int(sim.get("seed", 0)),
+                seed=seed,
                 max_time_s=workload.max_time_per_run_min * 60.0,
             )
-            runs.append((scenario, concurrency, records))
-    return write_experiment(out_dir, runs, workload=workload, simulated=True)
+            requests = [
+                RequestRecord(
+                    start=r.start_s,
+                    first_token=r.first_token_s,
+                    end=r.end_s if r.end_s is not None else r.start_s,
+                    input_tokens=r.input_tokens,
+                    output_tokens=r.output_tokens,
+                    ok=r.ok,
+                )
+                for r in records
+            ]
+            runs.append(RunRecords(scenario, concurrency, requests))
+    write_experiment(
+        out_dir, runs, workload=workload, model_name="simulated", metadata={"simulated": True}
+    )
+    return Path(out_dir)
