@@ -14,7 +14,7 @@ Public API::
     benchmark_env(base_url, base_env=None) -> dict[str, str]
     run_genai_bench(base_url, model_name, tokenizer, workload, out_dir, *,
                     timeout_s, api_key=None, on_progress=None,
-                    python=sys.executable, grace_s=10.0) -> BenchmarkRun
+                    python=sys.executable, grace_s=10.0, secrets=()) -> BenchmarkRun
     scrub_secrets(folder, secrets) -> list[Path]
 
 Example::
@@ -413,6 +413,7 @@ def run_genai_bench(
     on_progress: Callable[[str], None] | None = None,
     python: str = sys.executable,
     grace_s: float = 10.0,
+    secrets: Iterable[str] = (),
 ) -> BenchmarkRun:
     """Run genai-bench to completion or until ``timeout_s`` wall-clock seconds pass.
 
@@ -420,7 +421,11 @@ def run_genai_bench(
     SIGTERM, then SIGKILL after ``grace_s``; result files written so far are kept.
     The result never raises for a failed benchmark: inspect ``ok``, ``partial``,
     ``returncode`` and ``log_tail()``. It raises ``FileExistsError`` if ``out_dir``
-    is not empty (stale result files would be parsed as this run's).
+    is not empty (stale result files would be parsed as this run's), and what
+    ``subprocess.Popen`` raises if ``python`` cannot be started.
+
+    ``secrets``: more values to mask like the API key (e.g. an HF token that
+    might surface in a traceback); the console log is masked as it is written.
     """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -432,37 +437,40 @@ def run_genai_bench(
     cmd = build_command(base_url, model_name, tokenizer, workload, folder, api_key, python=python)
     shown = [MASK if a == api_key else a for a in cmd]
     log_path = folder / CONSOLE_LOG
-    needles = _needles([api_key])
+    secrets = [s for s in secrets if s]
+    needles = _needles([api_key, *secrets])
     progress = _Progress(workload, on_progress)
     log.info("starting genai-bench: %s", subprocess.list2cmdline(shown))
 
     started = time.monotonic()
     timed_out = False
-    with open(log_path, "wb") as console:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=folder,  # anything genai-bench drops in its cwd stays with the results
-            env=benchmark_env(base_url),
-            start_new_session=True,  # own process group: one killpg stops everything
-        )
-        reader = threading.Thread(
-            target=_pump, args=(proc, console, needles, progress), daemon=True
-        )
-        reader.start()
-        try:
-            timed_out = not _wait_exit(proc, started + timeout_s)
-            if timed_out:
-                log.warning("genai-bench exceeded %.0f s, stopping it", timeout_s)
-        finally:
-            # The leader is unreaped here, so the group id is still ours to signal.
-            _stop_group(proc, 0.0 if _exited(proc.pid) else grace_s)
-            reader.join(timeout=10)
+    try:
+        with open(log_path, "wb") as console:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=folder,  # anything genai-bench drops in its cwd stays with the results
+                env=benchmark_env(base_url),
+                start_new_session=True,  # own process group: one killpg stops everything
+            )
+            reader = threading.Thread(
+                target=_pump, args=(proc, console, needles, progress), daemon=True
+            )
+            reader.start()
+            try:
+                timed_out = not _wait_exit(proc, started + timeout_s)
+                if timed_out:
+                    log.warning("genai-bench exceeded %.0f s, stopping it", timeout_s)
+            finally:
+                # The leader is unreaped here, so the group id is still ours to signal.
+                _stop_group(proc, 0.0 if _exited(proc.pid) else grace_s)
+                reader.join(timeout=10)
+    finally:
+        # Also when interrupted: no secret stays on disk.
+        scrub_secrets(folder, [api_key, *secrets])
     duration = time.monotonic() - started
-
-    scrub_secrets(folder, [api_key])
     _drop_duplicate_log(folder, log_path)  # after scrubbing: sizes compare like for like
     run_files, found = _list_runs(folder)
     missing = [r for r in workload.runs() if r not in found]

@@ -16,8 +16,8 @@ we pass on and the one genai-bench writes back into its result files. Spaces
 inside a number (``D(1 0,10)``) are an error, not glued together.
 
 Beyond genai-bench's regexes we also reject strings that pass its check but break
-a run later: an output length below 2 (genai-bench then has no TPOT value and
-aborts the whole benchmark), a ``D`` input length of 0 (genai-bench silently
+a run later: a ``D`` output length below 2 (genai-bench has no TPOT for one
+token, drops every such request as invalid and writes no result for the run), a ``D`` input length of 0 (genai-bench silently
 sends a random dataset line instead), and a ``U`` minimum above its maximum.
 
     >>> parse_scenario("N(480, 240)/(300,150)").text
@@ -148,8 +148,8 @@ def _check_values(scenario: str, kind: str, p: tuple[int, ...]) -> None:
         if p[1] < _MIN_OUT:
             raise _error(
                 scenario,
-                "output length must be >= 2 (genai-bench cannot compute TPOT for one "
-                "token and aborts the benchmark)",
+                "output length must be >= 2 (genai-bench drops every request with "
+                "one output token as invalid, so the run leaves no result)",
             )
     elif kind == "U":
         lo_in, hi_in, lo_out, hi_out = (1, p[0], 1, p[1]) if len(p) == 2 else p
@@ -186,9 +186,10 @@ def sample_lengths(scenario: str) -> Callable[[random.Random], tuple[int, int]]:
     clamping (``int()`` truncation, input >= 1, output >= 2, U's ``min or 1``), not
     the exact random stream, so replays are reproducible from the given ``rng``.
 
-    Note: the prompt genai-bench sends is cut to the drawn input length with the
-    model tokenizer, so the server-side prompt token count (chat template
-    included) is a few tokens larger than the drawn ``input_len``.
+    Note: genai-bench cuts the prompt to the drawn input length with the model
+    tokenizer but records the server-reported ``prompt_tokens`` (chat template
+    included) as ``num_input_tokens``: D(64,32) against a server that adds 5
+    template tokens shows 69 input tokens per request.
     """
     sc = parse_scenario(scenario)
     p = sc.params

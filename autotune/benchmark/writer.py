@@ -8,14 +8,16 @@ reads simulated and real benchmarks through one code path.
 
 Per request, as genai-bench computes it: ``ttft = first_token - start``,
 ``e2e_latency = end - start``, ``output_latency = e2e - ttft``,
-``tpot = output_latency / (output_tokens - 1)`` (none for one token, or when
+``tpot = output_latency / (output_tokens - 1)`` (none when
 ``output_latency < 1 ms``), ``input_throughput = input_tokens / ttft``.
 Per run: ``run_duration`` (default: last end - first start) divides the token
-sums. Mirrored genai-bench behaviour (``genai_like=True``): a run with no
-request writes no file; a run in which no request succeeded (or none has a
-TPOT) writes ``debug_for_run_<scenario>_<N>.json`` and ends the benchmark, so
-later runs are absent; ``error_rate`` is written as 0 (genai-bench's bug; the
-parser recomputes it).
+sums. Mirrored genai-bench behaviour (``genai_like=True``): a successful
+request with fewer than 2 output tokens is dropped (genai-bench rejects its
+record as invalid); a run left with no request writes no file; a run in which
+no request succeeded (or none has a TPOT) writes
+``debug_for_run_<scenario>_<N>.json`` and ends the benchmark, so later runs are
+absent; ``error_rate`` is written as 0 (genai-bench's bug; the parser
+recomputes it).
 
 Example::
 
@@ -274,6 +276,16 @@ def write_experiment(
 
     written = []
     for run in runs:
+        if genai_like:
+            kept = [r for r in run.requests if not (r.ok and r.output_tokens < 2)]
+            if len(kept) < len(run.requests):
+                log.debug(
+                    "run %s c%d: dropping %d single-token requests, as genai-bench does",
+                    run.scenario,
+                    run.concurrency,
+                    len(run.requests) - len(kept),
+                )
+                run = RunRecords(run.scenario, run.concurrency, kept, run.duration_s)
         if not run.requests:
             log.debug("run %s c%d has no requests: no file", run.scenario, run.concurrency)
             continue

@@ -348,3 +348,10 @@ def test_run_refuses_a_folder_with_old_results(tmp_path, fake_python):
     shutil.copy(Path(os.environ["FAKE_SRC"]) / "experiment_metadata.json", out)
     with pytest.raises(FileExistsError):
         _run(tmp_path, fake_python("ok"))
+
+
+def test_extra_secrets_are_masked_too(tmp_path, fake_python, monkeypatch):
+    # The fake writes the key; pretend part of the key is also an HF token.
+    run, _ = _run(tmp_path, fake_python("ok"), secrets=["0123456789abcdef"])
+    blob = _all_bytes(run.folder)
+    assert b"0123456789abcdef" not in blob and b"sk-test-" not in blob

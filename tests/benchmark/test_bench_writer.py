@@ -176,11 +176,34 @@ def test_without_genai_like_every_run_is_written(tmp_path):
     assert result.metrics()["c1.output_throughput_tok_s"] == 0.0
 
 
-def test_single_token_outputs_have_no_tpot_and_abort(tmp_path):
-    # genai-bench cannot compute TPOT for one output token and aborts the benchmark.
+def test_single_token_requests_are_dropped_like_genai_bench_does(tmp_path):
+    # Seen with real genai-bench on D(32,1): every record fails its validation
+    # ("Dropping invalid metrics record"), the run writes no file, exit code 0.
+    one = [RequestRecord(0, 0.1, 0.2, 64, 1), RequestRecord(1, 1.1, 1.2, 64, 1)]
+    mixed = [*one, RequestRecord(2, 2.1, 2.5, 64, 5)]
+    written = write_experiment(
+        tmp_path, [RunRecords("D(64,1)", 1, one, 1.0), RunRecords("D(64,5)", 1, mixed, 3.0)]
+    )
+    assert [p.name for p in written] == ["D64_5_text-to-text_num_concurrency_1_time_3s.json"]
+    result = parse_experiment(tmp_path)
+    assert result.missing == [("D(64,1)", 1)]
+    assert result.run("D(64,5)", 1).metrics["num_requests"] == 1
+
+
+def test_without_genai_like_single_token_requests_count_without_tpot(tmp_path):
     reqs = [RequestRecord(0, 0.1, 0.2, 64, 1)]
-    written = write_experiment(tmp_path, [RunRecords("N(64,1)/(1,1)", 1, reqs, 1.0)])
-    assert written[0].name == "debug_for_run_N64_1_1_1_1.json"
+    write_experiment(tmp_path, [RunRecords("D(64,1)", 1, reqs, 1.0)], genai_like=False)
+    run = parse_experiment(tmp_path).runs[0]
+    assert run.metrics["ttft_mean_ms"] == pytest.approx(100.0)
+    assert "tpot_mean_ms" not in run.metrics
+    assert run.metrics["output_throughput_tok_s"] == 1.0
+
+
+def test_sub_millisecond_outputs_have_no_tpot_and_abort(tmp_path):
+    # genai-bench drops TPOT below 1 ms of output time; with no TPOT at all it aborts.
+    reqs = [RequestRecord(0, 0.1, 0.1005, 64, 5)]
+    written = write_experiment(tmp_path, [RunRecords("N(64,1)/(5,1)", 1, reqs, 1.0)])
+    assert written[0].name == "debug_for_run_N64_1_5_1_1.json"
     data = json.loads(written[0].read_text())
     assert data["aggregated_metrics"]["stats"]["ttft"]["mean"] == pytest.approx(0.1)
     assert data["aggregated_metrics"]["stats"]["tpot"]["mean"] is None
