@@ -18,6 +18,7 @@ in a "hostshim" image that borrows this host's Python (see docs/deploy.md).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -34,7 +35,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from autotune import registry
-from autotune.launcher import Endpoint, Failure, LaunchSpec, Launcher, TrialFailure, free_port
+from autotune.launcher import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, free_port
 from autotune.params import gpu_count, to_argv
 from autotune.secrets import MASK, is_secret_name
 
@@ -162,7 +163,11 @@ class DockerLauncher(Launcher):
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         """The engine's argv in the container: launch prefix, model, host, port, flags."""
         host, cport = self.bind(port)
-        argv = [*(str(a) for a in spec.runtime.launch), spec.runtime.model_arg, str(spec.model.path)]
+        argv = [
+            *(str(a) for a in spec.runtime.launch),
+            spec.runtime.model_arg,
+            str(spec.model.path),
+        ]
         if spec.runtime.served_name_arg:
             argv += [spec.runtime.served_name_arg, spec.served_name]
         argv += [spec.runtime.host_arg, host, spec.runtime.port_arg, str(cport)]
@@ -339,7 +344,9 @@ class DockerLauncher(Launcher):
             old = client.containers.get(name)
         except docker.errors.NotFound:
             return
-        if old.labels.get(LABEL_MANAGED) == "true" and not _owner_alive(old.labels.get(LABEL_OWNER)):
+        if old.labels.get(LABEL_MANAGED) == "true" and not _owner_alive(
+            old.labels.get(LABEL_OWNER)
+        ):
             log.warning("removing container %s left by an earlier run", name)
             old.remove(force=True)
             return
@@ -366,7 +373,9 @@ class DockerLauncher(Launcher):
             container = client.containers.create(**sdk)
         except docker.errors.APIError as e:
             client.close()
-            raise TrialFailure(Failure.DEPLOY_ERROR, f"docker could not create the container: {e}") from None
+            raise TrialFailure(
+                Failure.DEPLOY_ERROR, f"docker could not create the container: {e}"
+            ) from None
         except TrialFailure:
             client.close()
             raise
@@ -378,7 +387,9 @@ class DockerLauncher(Launcher):
             _remove(container)
             _forget(container.id)
             client.close()
-            raise TrialFailure(Failure.DEPLOY_ERROR, f"docker could not start the container: {e}") from None
+            raise TrialFailure(
+                Failure.DEPLOY_ERROR, f"docker could not start the container: {e}"
+            ) from None
         pump = LogPump(container, log_path)
         pump.start()
         log.info("started container %s (%s) on port %d", kwargs["name"], kwargs["image"], port)
@@ -387,8 +398,12 @@ class DockerLauncher(Launcher):
             model_name=spec.served_name,
             log_path=log_path,
             handle=Running(client=client, container=container, pump=pump),
-            info={"container": kwargs["name"], "container_id": container.id, "port": port,
-                  "image": kwargs["image"]},
+            info={
+                "container": kwargs["name"],
+                "container_id": container.id,
+                "port": port,
+                "image": kwargs["image"],
+            },
         )
 
     def poll(self, endpoint: Endpoint) -> int | None:
@@ -434,10 +449,8 @@ class DockerLauncher(Launcher):
                 log.warning("could not save the container log: %s", e)
         _remove(container)
         _forget(container.id)
-        try:
+        with contextlib.suppress(Exception):
             run.client.close()
-        except Exception:
-            pass
 
 
 @dataclass
@@ -464,7 +477,9 @@ class LogPump(threading.Thread):
     def run(self) -> None:
         try:
             with open(self.path, "ab", buffering=0) as f:
-                for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                for chunk in self.container.logs(
+                    stream=True, follow=True, stdout=True, stderr=True
+                ):
                     f.write(chunk)
         except Exception as e:  # the daemon went away; stop() falls back to a full read
             self.error = e
