@@ -18,12 +18,15 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from autotune import registry, tracking
+from autotune import registry
+
+if TYPE_CHECKING:
+    from autotune import tracking
 from autotune.objective import Objective
 from autotune.progress import console, print_summary
 from autotune.study import StudyInfo
@@ -98,6 +101,9 @@ class StudyCallback(Callback):
             _fail("Invalid study configuration:", errors)
         if cfg.dry_run:
             return
+        # Imported only now: mlflow takes seconds to import, and bad input must fail fast.
+        from autotune import tracking
+
         registry.reap()
         start_dir = cfg.hydra.runtime.cwd
         uri = tracking.resolve_uri(cfg.tracking.uri, start_dir)
@@ -167,6 +173,8 @@ class StudyCallback(Callback):
     def _close_parent(self, status: str) -> None:
         if self.parent is None:
             return
+        from autotune import tracking
+
         try:
             if not tracking.is_terminal(self.parent.status()):
                 self.parent.tag(
@@ -190,6 +198,8 @@ class StudyCallback(Callback):
 
     def _summarize(self, cfg: DictConfig) -> None:
         assert self.info is not None and self.parent is not None
+        from autotune import tracking
+
         client = self.parent.client
         runs = tracking.trial_runs(client, self.info.experiment_id, self.info.parent_run_id)
         objective = Objective.from_config(cfg.objective)

@@ -42,7 +42,10 @@ class RuntimeConfig:
     port_arg: str = "--port"
     # Always passed, before the trial's flags (e.g. --enable-metrics).
     extra_args: list[str] = field(default_factory=list)
-    flags: dict[str, FlagSpec] = field(default_factory=dict)
+    # name -> {type, choices, min, max, help} (see FlagSpec). Left untyped on purpose:
+    # typed nodes make every Hydra composition (one per trial) several times slower;
+    # autotune.validation checks the table instead.
+    flags: dict[str, Any] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     # The flag whose value is the number of GPUs a trial takes.
     gpu_flag: str | None = "tp-size"
