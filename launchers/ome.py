@@ -221,6 +221,7 @@ class Deployment:
     pod: str | None = None
     last_poll: float = float("-inf")
     exit_code: int | None = None
+    created: bool = False  # only what this launcher created is deleted
     stopped: bool = False
     logs: dict[str, str] = field(default_factory=dict)
 
@@ -387,6 +388,7 @@ class OmeLauncher(Launcher):
         custom = dep.clients.custom
         try:
             custom.create_namespaced_custom_object(GROUP, VERSION, dep.namespace, PLURAL, body)
+            dep.created = True
             log.info("created InferenceService %s/%s", dep.namespace, dep.name)
             return
         except Exception as e:
@@ -407,6 +409,7 @@ class OmeLauncher(Launcher):
         self._delete(dep)
         try:
             custom.create_namespaced_custom_object(GROUP, VERSION, dep.namespace, PLURAL, body)
+            dep.created = True
         except Exception as e:
             raise TrialFailure(
                 Failure.DEPLOY_ERROR, f"could not create {dep.name}: {_api_message(e)}"
@@ -660,6 +663,9 @@ class OmeLauncher(Launcher):
         if dep.pf_log is not None:
             with contextlib.suppress(OSError):
                 dep.pf_log.close()
+        if not dep.created:
+            _forget(dep.namespace, dep.name)
+            return
         try:
             self.fetch_logs(dep)
         except Exception as e:
