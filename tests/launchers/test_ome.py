@@ -19,11 +19,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from autotune.launcher import Failure, LaunchSpec, TrialFailure
-from autotune.params import normalize
-from autotune.readiness import wait_ready
-from launchers.ome import OmeLauncher, isvc_name, label_value
 from kube_mock import (  # tests/launchers is on sys.path (no __init__.py)
     MockCluster,
     api_error,
@@ -33,6 +28,11 @@ from kube_mock import (  # tests/launchers is on sys.path (no __init__.py)
     status_progress,
     status_ready,
 )
+
+from autotune.launcher import Failure, LaunchSpec, TrialFailure
+from autotune.params import normalize
+from autotune.readiness import wait_ready
+from launchers.ome import OmeLauncher, isvc_name, label_value
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = Path(__file__).resolve().parent / "crds"
@@ -202,8 +202,8 @@ def test_dry_run_cli_prints_a_valid_isvc(tmp_path):
     m = yaml.safe_load(written.read_text())
     assert_valid("inferenceservices", m)
     args = m["spec"]["engine"]["runner"]["args"]
-    assert ["--mem-fraction-static", "0.8"] == args[args.index("--mem-fraction-static") :][:2]
-    assert ["--tp-size", "2"] == args[args.index("--tp-size") :][:2]
+    assert args[args.index("--mem-fraction-static") :][:2] == ["--mem-fraction-static", "0.8"]
+    assert args[args.index("--tp-size") :][:2] == ["--tp-size", "2"]
     res = m["spec"]["engine"]["runner"]["resources"]
     assert res["requests"]["nvidia.com/gpu"] == 2 and res["limits"]["nvidia.com/gpu"] == 2
     assert not (tmp_path / "mlflow.db").exists()
@@ -462,7 +462,7 @@ def test_port_forward_endpoint_passes_the_spines_readiness_check(make_spec, tmp_
         assert waited < 10
         args = argv_file.read_text().split()
         assert args[:2] == ["port-forward", "--namespace"] and "pod/engine-pod-1" in args
-        assert ["--context", "gpu-ctx"] == args[args.index("--context") :][:2]
+        assert args[args.index("--context") :][:2] == ["--context", "gpu-ctx"]
         assert args[-1].endswith(":8080")
         pf = ep.handle.port_forward
     finally:
