@@ -64,6 +64,28 @@ def sweep_values(cfg: DictConfig) -> Iterator[tuple[str, list[Any], tuple[Any, A
             yield key, [value], None
 
 
+_SPEC_KEYS = {"type", "choices", "min", "max", "help"}
+_SPEC_TYPES = {"int", "float", "str", "bool"}
+
+
+def _check_flag_table(cfg: DictConfig, errors: list[str]) -> None:
+    for name, spec in dict(cfg.runtime.flags).items():
+        spec = spec or {}
+        extra = set(spec) - _SPEC_KEYS
+        if extra:
+            errors.append(
+                f"runtime.flags.{name}: unknown key(s) {sorted(extra)}; a flag takes "
+                f"{sorted(_SPEC_KEYS)}."
+            )
+        if spec.get("type", "str") not in _SPEC_TYPES:
+            errors.append(
+                f"runtime.flags.{name}.type={spec.get('type')!r}: use one of {sorted(_SPEC_TYPES)}."
+            )
+    for alias, native in dict(cfg.runtime.aliases).items():
+        if native not in cfg.runtime.flags:
+            errors.append(f"runtime.aliases.{alias}: {native!r} is not in runtime.flags.")
+
+
 def _check_params(cfg: DictConfig, errors: list[str]) -> None:
     flags, aliases = cfg.runtime.flags, cfg.runtime.aliases
     seen: set[str] = set()
@@ -214,6 +236,9 @@ def _all_values(cfg: DictConfig, flag: str | None) -> list[Any]:
 def validate_study(cfg: DictConfig) -> list[str]:
     """All problems that would stop the study, as user-facing messages."""
     errors: list[str] = []
+    _check_flag_table(cfg, errors)
+    if errors:
+        return errors
     _check_params(cfg, errors)
     _check_benchmark(cfg, errors)
     _check_objective(cfg, errors)

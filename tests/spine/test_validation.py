@@ -46,6 +46,8 @@ def test_search_space_in_sweeper_params_is_checked(compose_cfg):
         ("runtime=vllm", "deploy=sim simulates SGLang only"),
         ("deploy.gpu=a100", "no profile"),
         ("deploy=local", "model.tokenizer"),
+        ("+runtime.flags.foo={tpye: int}", "runtime.flags.foo: unknown key(s) ['tpye']"),
+        ("+runtime.aliases.x=nope", "runtime.aliases.x: 'nope' is not in runtime.flags"),
     ],
 )
 def test_bad_input_is_reported(compose_cfg, override, needle):
