@@ -78,7 +78,8 @@ def container_name(trial_name: str) -> str:
     """
     safe = "".join(c if c.isalnum() or c in "_.-" else "-" for c in trial_name.lower())
     safe = "-".join(p for p in safe.split("-") if p)
-    return f"autotune-{safe}"[:120]
+    name = safe if safe.startswith("autotune-") else f"autotune-{safe}"
+    return name[:120]
 
 
 def _owner() -> str:
@@ -86,6 +87,7 @@ def _owner() -> str:
 
 
 def _owner_alive(owner: str | None) -> bool:
+    """Whether the tuner named by an ``autotune.owner`` label may still be running."""
     if not owner or "@" not in owner:
         return False
     pid, _, host = owner.partition("@")
@@ -97,7 +99,7 @@ def _owner_alive(owner: str | None) -> bool:
         return False
     except PermissionError:
         return True
-    return int(pid) != os.getpid()
+    return True
 
 
 class DockerLauncher(Launcher):
@@ -539,9 +541,8 @@ def reap(client: Any | None = None) -> list[str]:
         except (OSError, ValueError):
             path.unlink(missing_ok=True)
             continue
-        owner = entry.get("owner")
-        if owner and owner != os.getpid() and _owner_alive(f"{owner}@{socket.gethostname()}"):
-            continue
+        if _owner_alive(f"{entry.get('owner')}@{socket.gethostname()}"):
+            continue  # that tuner (maybe this one) is still running: its containers are in use
         if entry["id"] not in removed:
             try:
                 _remove(client.containers.get(entry["id"]))

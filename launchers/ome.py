@@ -101,7 +101,10 @@ def isvc_name(trial_name: str, prefix: str = "autotune") -> str:
     >>> len(isvc_name("x" * 200)) <= 50
     True
     """
-    name = "-".join(p for p in (_slug(prefix), _slug(trial_name)) if p) or "trial"
+    prefix, slug = _slug(prefix), _slug(trial_name)
+    if prefix and (slug == prefix or slug.startswith(prefix + "-")):
+        prefix = ""  # study names often start with "autotune" already
+    name = "-".join(p for p in (prefix, slug) if p) or "trial"
     if not name[0].isalpha():
         name = f"t-{name}"
     if len(name) > MAX_NAME:
