@@ -43,6 +43,7 @@ import sys
 import time
 import traceback
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,11 @@ sched_logger = logging.getLogger("sglang.srt.managers.scheduler")
 SIM_TOKENIZER_DIR = Path(__file__).resolve().parent / "tokenizer"
 SGLANG_VERSION = "0.5.5.post3"
 READY_LINE = "The server is fired up and ready to roll!"
-# When the CPU falls further behind the simulated schedule than this, the clock
-# is re-synchronised (and a warning logged) instead of bursting to catch up.
-MAX_LAG_S = 0.1
+# Behind the simulated schedule (CPU busy), the loop runs steps back to back to
+# catch up, so a burst of work does not shift later timings; beyond MAX_LAG_S the
+# debt is dropped instead (the clock re-synchronised, timings stretched).
+WARN_LAG_S = 0.05
+MAX_LAG_S = 1.0
 DEFAULT_MAX_TOKENS = 128  # the simulator has no EOS: an unset max_tokens generates this many
 FILLER = " the"  # one simulated token of streamed text; its content does not matter
 
@@ -91,6 +94,7 @@ SERVER_FLAGS = frozenset(
         "log_level",
         "skip_server_warmup",
         "weight_version",
+        "log_requests",
     }
 )
 
@@ -324,7 +328,7 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     simarg("--sim-dtype", default="bf16", choices=["bf16", "fp8"], help="weight/compute dtype")
     simarg("--sim-seed", type=int, default=0, help="seed of the simulator's randomness")
     simarg("--sim-startup-s", type=float, default=1.0, help="simulated load time (seconds)")
-    simarg("--sim-max-chunks", type=int, default=6, help="streamed chunks per response (>=2)")
+    simarg("--sim-max-chunks", type=int, default=4, help="streamed chunks per response (>=2)")
     simarg(
         "--sim-fault",
         action="append",
@@ -448,6 +452,8 @@ class _Req:
         "output_len",
         "created",
         "t_start",
+        "t_first",
+        "t_queued",
         "tokens",
         "cached",
         "finished",
@@ -462,6 +468,8 @@ class _Req:
         self.output_len = output_len
         self.created = int(time.time())
         self.t_start = t_start
+        self.t_first = 0.0
+        self.t_queued = t_start
         self.tokens = 0
         self.cached = 0
         self.finished = False
@@ -510,12 +518,13 @@ class SimServer:
         self.context_len = args.context_length or self.counter.model_max_length or 131072
         self._reqs: dict[str, _Req] = {}
         self._wake = asyncio.Event()
-        self._idle_since_arrival: float | None = None
+        self._max_arrival = 0.0
         self._t0 = 0.0
         self._rng = random.Random(args.sim_seed)
         self._num_gen_requests = 0
         self._decode_steps = 0
         self._driver: asyncio.Task | None = None
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokenizer")
         self._retracted_seen = 0
         self._last_lag_log = -1e9
         self.metrics = None
@@ -535,6 +544,7 @@ class SimServer:
         # Stamped at the handler's entry: parsing and tokenising overlap the
         # simulated schedule instead of delaying it (see drive()).
         arrival = req.t_start - self._t0
+        req.t_queued = time.monotonic()
         self.engine.add(
             SimRequest(
                 rid=req.rid,
@@ -543,8 +553,7 @@ class SimServer:
                 arrival=arrival,
             )
         )
-        if self._idle_since_arrival is None:
-            self._idle_since_arrival = arrival
+        self._max_arrival = max(self._max_arrival, arrival)
         self._wake.set()
 
     def _abort(self, req: _Req) -> None:
@@ -562,7 +571,9 @@ class SimServer:
         ``t0 + vnow``; oversleeping one step shortens the next sleep, so timer
         jitter does not accumulate. The mean lateness of the event loop's timer
         (~1 ms: epoll rounds up to whole milliseconds) is learnt and slept off
-        early. An idle engine restarts at the waking request's arrival.
+        early. A step never starts before the arrival of a request already queued
+        (arrival = the handler's entry, so parsing and tokenising overlap the step
+        in flight); an idle engine restarts at the waking request's arrival.
         """
         assert self.engine is not None
         engine = self.engine
@@ -570,21 +581,22 @@ class SimServer:
         late = 0.0  # moving average of how late the timer fires (s)
         while True:
             if not engine.has_work():
-                self._idle_since_arrival = None
                 self._wake.clear()
                 await self._wake.wait()
-                if self._idle_since_arrival is not None:
-                    vnow = max(vnow, self._idle_since_arrival)
                 continue
+            # Causality: behind schedule (catching up), a step must not serve a request
+            # before it arrived; this drops the part of the debt its arrival overlaps.
+            vnow = max(vnow, self._max_arrival)
             real = self._now()
-            if real - vnow > MAX_LAG_S:
-                if vnow > 0 and real - self._last_lag_log > 10.0:
-                    self._last_lag_log = real
-                    sched_logger.warning(
-                        "Simulator fell behind real time by %.0f ms (CPU overloaded); "
-                        "timings are stretched.",
-                        (real - vnow) * 1e3,
-                    )
+            lag = real - vnow
+            if lag > WARN_LAG_S and vnow > 0 and real - self._last_lag_log > 10.0:
+                self._last_lag_log = real
+                sched_logger.warning(
+                    "Simulator fell behind real time by %.0f ms (CPU overloaded); %s.",
+                    lag * 1e3,
+                    "timings are stretched" if lag > MAX_LAG_S else "catching up",
+                )
+            if lag > MAX_LAG_S:
                 vnow = real
             out = engine.step(vnow)
             vnow += out.duration_s
@@ -593,8 +605,8 @@ class SimServer:
             if delay > 0:
                 await asyncio.sleep(delay)
                 late = min(0.003, max(0.0, late + 0.1 * (time.monotonic() - target)))
-            elif not out.events:
-                await asyncio.sleep(0.001 if out.duration_s <= 0 else 0)  # never spin
+            else:  # behind schedule: still let the handlers run between steps
+                await asyncio.sleep(0.001 if out.duration_s <= 0 and not out.events else 0)
             self._deliver(out)
             self._log_step(out, vnow)
 
@@ -813,7 +825,10 @@ class SimServer:
             body = await request.json()
             if not isinstance(body, dict):
                 raise _HTTPError(400, "The request body must be a JSON object.")
-            prompt_tokens = self._count_prompt(body, chat)
+            # Tokenising releases the GIL: off the event loop, the steps stay on time.
+            prompt_tokens = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._count_prompt, body, chat
+            )
             output_len = self._output_len(body, prompt_tokens)
         except _HTTPError as err:
             return _error_response(err.status, str(err), err.kind)
@@ -930,6 +945,8 @@ class SimServer:
             else:
                 choice = f'{{"index":0,"text":"{text}","logprobs":null,"finish_reason":{finish},"matched_stop":null}}'
             out = f'{head}{choice}],"usage":null}}\n\n'
+            if sent == 0:
+                req.t_first = now
             if metrics is not None:
                 if sent == 0:
                     metrics.on_first_token(now - req.t_start)
@@ -991,6 +1008,19 @@ class SimServer:
         return web.json_response(body)
 
     def _on_finished(self, req: _Req, now: float) -> None:
+        if self.args.log_requests:
+            logger.info(
+                "Finish: rid=%s, prompt_tokens=%d, completion_tokens=%d, cached_tokens=%d, "
+                "arrival=%.4f, queued=%.4f, ttft=%.4f, e2e_latency=%.4f",
+                req.rid,
+                req.prompt_tokens,
+                req.tokens,
+                req.cached,
+                req.t_start - self._t0,
+                req.t_queued - self._t0,
+                (req.t_first or now) - req.t_start,
+                now - req.t_start,
+            )
         if self.metrics is not None:
             self.metrics.on_request_finished(
                 prompt_tokens=req.prompt_tokens,
