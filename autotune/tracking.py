@@ -14,6 +14,7 @@ Names (contract, see README):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -56,11 +57,13 @@ def resolve_uri(configured: str | None, start_dir: str | os.PathLike) -> str:
     return uri
 
 
+@functools.lru_cache(maxsize=8)
 def connect(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     """A client and the experiment id, creating the experiment if needed.
 
     Fails with TrackingError (naming the store and the fix) when the store is
-    unreachable or locked, so that a study never runs untracked.
+    unreachable or locked, so that a study never runs untracked. Cached per
+    process: a new client re-opens the store, which costs about a second on sqlite.
     """
     try:
         client = MlflowClient(tracking_uri=uri)
