@@ -317,3 +317,29 @@ def test_a_leftover_with_the_same_name_is_replaced(docker_client, hostshim, make
     finally:
         launcher.stop(ep)
     assert _by_label(docker_client, spec.trial_name) == []
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_two_trial_sweep_on_docker_gets_metrics(docker_client, hostshim, tmp_path):
+    """`python -m autotune deploy=docker_sim ...`: the whole pipeline, engines in containers."""
+    import mlflow
+
+    env = {**os.environ, "AUTOTUNE_STATE_DIR": str(tmp_path / "state")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "autotune", "deploy=docker_sim", "params.mem=0.8,0.85",
+         f"model.tokenizer={SIM_TOKENIZER}", "benchmark.concurrency=[2]",
+         "benchmark.max_requests_per_run=4", 'benchmark.scenarios=["D(256,64)"]',
+         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    df = mlflow.search_runs(search_all_experiments=True)
+    trials = df[df["tags.autotune.role"] == "trial"]
+    assert len(trials) == 2
+    assert (trials["tags.autotune.status"] == "ok").all()
+    assert (trials["tags.autotune.deploy"] == "docker_sim").all()
+    assert (trials["tags.autotune.simulated"] == "true").all()
+    assert (trials["metrics.output_throughput_tok_s"] > 0).all()
+    assert docker_client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"}) == []
