@@ -881,7 +881,13 @@ class SimServer:
         max_tokens = int(max_tokens)
         if max_tokens < 1:
             raise _HTTPError(400, "max_tokens must be at least 1.")
-        if prompt_tokens + max_tokens > self.context_len:
+        if prompt_tokens >= self.context_len:
+            raise _HTTPError(
+                400,
+                f"The input ({prompt_tokens} tokens) is longer than the model's context length "
+                f"({self.context_len} tokens).",
+            )
+        if prompt_tokens + max_tokens >= self.context_len:
             raise _HTTPError(
                 400,
                 f"Requested token count exceeds the model's maximum context length of "
@@ -889,6 +895,15 @@ class SimServer:
                 f"tokens: {prompt_tokens} tokens from the input messages and {max_tokens} tokens "
                 f"for the completion. Please reduce the number of tokens in the input messages or "
                 f"the completion to fit within the limit.",
+            )
+        # The scheduler cannot hold a prompt larger than the KV pool (SGLang aborts it).
+        pool = int(self.engine_info.get("max_total_num_tokens") or 0)
+        if pool and prompt_tokens > min(self.context_len, pool) - 6:
+            raise _HTTPError(
+                400,
+                f"Input length ({prompt_tokens} tokens) exceeds the maximum allowed length "
+                f"({min(self.context_len, pool) - 6} tokens). Use a shorter input or enable "
+                f"--allow-auto-truncate.",
             )
         return max_tokens
 

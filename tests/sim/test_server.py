@@ -878,3 +878,22 @@ def test_genai_bench_c8_vs_virtual_clock(tmp_path):
     assert abs(res["server_tpot_err"]) <= 0.10, res
     assert abs(res["tpot_err"]) <= 0.25, res
     assert 0.5 <= res["ttft_ms"] / res["ttft_pred_ms"] <= 2.5, res
+
+
+@real_engine
+def test_unknown_sim_model_exits_1(server_factory):
+    srv = server_factory("--sim-model", "no-such-model", ready=False)
+    assert srv.wait_exit(30) == 1
+    assert "ValueError: unknown simulated model 'no-such-model'" in srv.log()
+
+
+@real_engine
+def test_prompt_larger_than_kv_pool_is_rejected(server_factory):
+    srv = server_factory("--max-total-tokens", "1000", "--log-requests")
+    info = json.loads(srv.get("/get_server_info")[1])
+    assert info["max_total_num_tokens"] == 1000 and "max-total-tokens" not in info["ignored_flags"]
+    code, raw = srv.post("/v1/completions", {"prompt": "hello " * 400, "max_tokens": 4})
+    assert code == 400 and b"exceeds the maximum allowed length" in raw
+    code, raw = srv.post("/v1/completions", {"prompt": "hello " * 100, "max_tokens": 4})
+    assert code == 200 and json.loads(raw)["usage"]["completion_tokens"] == 4
+    assert "Finish: rid=" in srv.log()
