@@ -1,0 +1,103 @@
+"""Fit the simulator's host-overhead constants (autotune/sim/perf.py) on measured rows.
+
+Only the 46 SGLang + Llama-3.1-8B-Instruct FP8 + H200 rows of aiconfigurator's
+silicon_sample.csv are used (tests/fixtures/silicon_sample_sglang_llama31_8b_fp8_h200.csv).
+The model has three constants:
+
+    host_ms = step_ms + seq_us * (1 + tp_growth * log2(tp)) * sequences_in_step / 1000
+
+A grid search minimises  TPOT MAPE + 0.25 * TTFT MAPE  (TPOT is the tight target;
+TTFT is dominated by queueing and only weakly informs the host cost). A 5-fold
+cross-validation over rows reports how well constants fitted on 4/5 of the rows
+predict the held-out fifth.
+
+    .venv/bin/python tools/fit_sim_overhead.py            # ~3 minutes on 2 cores
+    .venv/bin/python tools/fit_sim_overhead.py --quick    # a coarser grid
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import random
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from autotune.sim.perf import HostOverhead  # noqa: E402
+from autotune.sim.validate import read_rows, row_errors  # noqa: E402
+
+ROWS = REPO / "tests" / "fixtures" / "silicon_sample_sglang_llama31_8b_fp8_h200.csv"
+TTFT_WEIGHT = 0.25
+logger = logging.getLogger("fit_sim_overhead")
+
+
+def objective(errs: list[dict], idx: list[int]) -> float:
+    tpot = sum(errs[i]["tpot_ape"] for i in idx) / len(idx)
+    ttft = sum(errs[i]["ttft_ape"] for i in idx) / len(idx)
+    return tpot + TTFT_WEIGHT * ttft
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--folds", type=int, default=5)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows = read_rows(ROWS)
+    if args.quick:
+        grid = list(itertools.product([12.0, 20.0, 28.0], [0.0, 0.2], [0.0, 1.0]))
+    else:
+        grid = list(
+            itertools.product(
+                [6.0, 10.0, 14.0, 18.0, 22.0], [0.0, 0.1, 0.2], [0.0, 1.0, 2.0, 3.0, 4.0]
+            )
+        )
+    table: dict[tuple[float, float, float], list[dict]] = {}
+    for seq_us, tp_growth, step_ms in grid:
+        host = HostOverhead(step_ms=step_ms, seq_us=seq_us, tp_growth=tp_growth)
+        table[(seq_us, tp_growth, step_ms)] = row_errors(rows, host=host)
+        errs = table[(seq_us, tp_growth, step_ms)]
+        logger.info(
+            "seq_us=%-5g tp_growth=%-4g step_ms=%-4g tpot_mape=%.4f ttft_mape=%.4f",
+            seq_us,
+            tp_growth,
+            step_ms,
+            sum(e["tpot_ape"] for e in errs) / len(errs),
+            sum(e["ttft_ape"] for e in errs) / len(errs),
+        )
+    everything = list(range(len(rows)))
+    best = min(table, key=lambda k: objective(table[k], everything))
+    # k-fold cross-validation: choose on the training rows, score the held-out rows.
+    order = list(everything)
+    random.Random(0).shuffle(order)
+    folds = [order[i :: args.folds] for i in range(args.folds)]
+    held_tpot, held_ttft, chosen = [], [], []
+    for k, test in enumerate(folds):
+        train = [i for i in everything if i not in set(test)]
+        pick = min(table, key=lambda key, train=train: objective(table[key], train))
+        chosen.append(pick)
+        held_tpot += [table[pick][i]["tpot_ape"] for i in test]
+        held_ttft += [table[pick][i]["ttft_ape"] for i in test]
+        logger.info("fold %d: chose %s", k, pick)
+    errs = table[best]
+    result = {
+        "rows": len(rows),
+        "best": {"seq_us": best[0], "tp_growth": best[1], "step_ms": best[2]},
+        "tpot_mape": round(sum(e["tpot_ape"] for e in errs) / len(errs), 4),
+        "ttft_mape": round(sum(e["ttft_ape"] for e in errs) / len(errs), 4),
+        "cv_folds": args.folds,
+        "cv_tpot_mape": round(sum(held_tpot) / len(held_tpot), 4),
+        "cv_ttft_mape": round(sum(held_ttft) / len(held_ttft), 4),
+        "cv_choices": [list(c) for c in chosen],
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
