@@ -25,6 +25,14 @@ printed as SGLang prints them and exit 1. The simulator's own options start with
 Endpoints: POST /v1/chat/completions, /v1/completions (stream or not),
 /flush_cache; GET /v1/models, /health, /health_generate, /get_server_info,
 /server_info, /get_model_info, /model_info, /metrics (with --enable-metrics).
+
+Timing: a request's simulated life starts when its handler is entered; prompts
+are tokenised in a worker thread (the tokenizer releases the GIL) while the
+engine's schedule goes on. When the CPU falls behind the schedule, steps run back
+to back until it catches up (a warning is logged; beyond 1 s the clock is
+re-synchronised instead). ``--log-requests`` logs each request's server-side
+arrival, queueing, TTFT and e2e latency ("Finish: rid=..."), which lets the
+real-time schedule be checked against the virtual clock fed the same arrivals.
 """
 
 from __future__ import annotations
@@ -608,7 +616,7 @@ class SimServer:
             else:  # behind schedule: still let the handlers run between steps
                 await asyncio.sleep(0.001 if out.duration_s <= 0 and not out.events else 0)
             self._deliver(out)
-            self._log_step(out, vnow)
+            self._log_step(out)
 
     def _deliver(self, out: StepOutcome) -> None:
         reqs = self._reqs
@@ -634,8 +642,11 @@ class SimServer:
                 reqs.pop(ev.rid, None)
                 req.event.set()
 
-    def _log_step(self, out: StepOutcome, vnow: float) -> None:
+    def _log_step(self, out: StepOutcome) -> None:
         kind = out.kind
+        retracted = getattr(self.engine, "num_retracted_total", None)
+        if retracted is None or retracted > self._retracted_seen:  # cheap check per step
+            self._check_retraction(self._stats())
         if kind in ("prefill", "mixed"):
             st = self._stats()
             sched_logger.info(
@@ -648,7 +659,6 @@ class SimServer:
                 st.num_running_reqs,
                 st.num_queue_reqs,
             )
-            self._check_retraction(st)
         if kind in ("decode", "mixed"):
             self._decode_steps += 1
             if self._decode_steps % max(1, self.args.decode_log_interval) == 0:
@@ -663,7 +673,6 @@ class SimServer:
                     st.gen_throughput,
                     st.num_queue_reqs,
                 )
-                self._check_retraction(st)
 
     def _check_retraction(self, st: EngineStats) -> None:
         if st.num_retracted_reqs_total > self._retracted_seen:
