@@ -118,8 +118,8 @@ def replay_closed_loop(
             break  # nothing can run: never spin
         for ev in out.events:
             rec = records.get(ev.rid)
-            if rec is None:
-                continue
+            if rec is None or (max_time_s is not None and ev.time > max_time_s):
+                continue  # after the time limit the client has stopped listening
             if ev.kind == "first_token":
                 rec.first_token_s = ev.time
                 rec.cached_tokens = ev.cached_tokens

@@ -221,20 +221,22 @@ def resolve_settings(
 ) -> SimSettings:
     """Effective settings for ``flags`` on ``model``/``gpu``/``dtype``.
 
-    Raises ValueError for an unknown profile or a malformed flag value, and
-    SimStartupError where SGLang itself would fail to start (with its message).
+    Raises ValueError for an unknown profile (including a TP size the model's heads
+    cannot be split over) or a malformed flag value, and SimStartupError where SGLang
+    itself would fail to start with these flags (with SGLang's message).
     """
     typed, ignored = parse_flags(flags or {})
     tp = typed.get("tp-size", 1)
     known = available_profiles()
     if (model, gpu, dtype, tp) not in known:
+        message = unknown_profile_message(model, gpu, dtype, tp)
         same_model = [p for p in known if p[:3] == (model, gpu, dtype)]
-        if same_model:
+        if same_model and tp >= 1:
             heads = load_profile(*same_model[0])["arch"]["num_heads"]
-            if tp >= 1 and heads % tp:
-                # SGLang's tensor-parallel linear layers assert this at load time.
-                raise SimStartupError(f"AssertionError: {heads} is not divisible by {tp}")
-        raise ValueError(unknown_profile_message(model, gpu, dtype, tp))
+            if heads % tp:
+                # SGLang's tensor-parallel layers assert this at load time.
+                message += f" (SGLang cannot shard {heads} attention heads over {tp} GPUs)"
+        raise ValueError(message)
     prof = load_profile(model, gpu, dtype, tp)
     mem = prof["memory"]
     gpu_mem = float(mem["gpu_mem_bytes"])
