@@ -65,13 +65,16 @@ def replay_closed_loop(
     seed: int = 0,
     max_time_s: float | None = None,
     sample_prefix: Callable[[random.Random], tuple[int, str | None]] | None = None,
+    spawn_rate: float | None = None,
 ) -> list[RequestRecord]:
     """Drive ``engine`` with ``concurrency`` closed-loop users; return one record per request.
 
     ``sample_lengths(rng)`` gives (input tokens, output tokens) of each request;
     ``sample_prefix(rng)``, if given, gives (shared prefix tokens, prefix name) for
-    the prefix-cache model. Requests still in flight at ``max_time_s`` come back
-    with ``ok=False`` (genai-bench drops them). Deterministic for a seed.
+    the prefix-cache model. Users start like genai-bench's (locust) at ``spawn_rate``
+    users per second, by default ``concurrency`` (all within the first second);
+    ``float("inf")`` starts them all at 0. Requests still in flight at ``max_time_s``
+    come back with ``ok=False`` (genai-bench drops them). Deterministic for a seed.
     """
     if concurrency < 1 or num_requests < 0:
         raise ValueError("concurrency must be >= 1 and num_requests >= 0")
@@ -106,13 +109,31 @@ def replay_closed_loop(
             )
         )
 
-    for user in range(min(concurrency, num_requests)):
-        send(user, 0.0)
+    # genai-bench starts its users through locust at spawn_rate = concurrency users
+    # per second: user i sends its first request at i / spawn_rate seconds.
+    rate = float(spawn_rate) if spawn_rate is not None else float(concurrency)
+    starts = [
+        user / rate if 0 < rate < float("inf") else 0.0
+        for user in range(min(concurrency, num_requests))
+    ]
+    next_user = 0
     now = 0.0
-    while engine.has_work():
+    while next_user < len(starts) and starts[next_user] <= now:
+        send(next_user, starts[next_user])
+        next_user += 1
+    while engine.has_work() or next_user < len(starts):
+        if not engine.has_work():
+            now = starts[next_user]  # idle until the next user spawns
+        while next_user < len(starts) and starts[next_user] <= now:
+            send(next_user, starts[next_user])
+            next_user += 1
         if max_time_s is not None and now >= max_time_s:
             break
-        out = engine.step(now, fused) if fused else engine.step(now)
+        if fused:
+            # Never fuse decode steps across a pending user spawn.
+            out = engine.step(now, fused if next_user >= len(starts) else 1)
+        else:
+            out = engine.step(now)
         now += out.duration_s
         if out.kind == "idle" and not out.events:
             break  # nothing can run: never spin

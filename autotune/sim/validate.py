@@ -43,6 +43,7 @@ MODEL_NAMES = {
 DEFAULT_OSL_SPREAD = 0.2
 # Requests per closed-loop user in one replay (the rows do not say how many were sent).
 DEFAULT_REQUESTS_PER_USER = 3
+SPAWN_AT_ONCE = float("inf")
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,9 @@ def simulate_row(
         num_requests=max(int(requests_per_user * row.concurrency), row.concurrency),
         sample_lengths=length_sampler(row.isl, row.osl, osl_spread),
         seed=seed,
+        # The rows' load generator is not genai-bench; like sglang.bench_serving with
+        # --max-concurrency, all users send their first request at once.
+        spawn_rate=SPAWN_AT_ONCE,
     )
     ok = [r for r in records if r.ok]
     ttft = [r.ttft_s for r in ok if r.ttft_s is not None]

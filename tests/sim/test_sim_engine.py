@@ -256,3 +256,21 @@ def test_predict_reports_throughput_consistent_with_latency():
     expected = 8 * 128 / (out["e2e_latency_ms"] / 1000)
     assert out["output_throughput_tok_s"] == pytest.approx(expected, rel=0.15)
     assert out["ttft_ms_p50"] <= out["ttft_ms_p99"]
+
+
+def test_users_spawn_like_genai_bench():
+    eng = build_engine({}, **M)
+    recs = replay_closed_loop(
+        eng, concurrency=10, num_requests=20, sample_lengths=lambda r: (128, 8)
+    )
+    firsts = sorted(r.start_s for r in recs[:10])
+    assert firsts == pytest.approx([i / 10 for i in range(10)])
+    eng = build_engine({}, **M)
+    recs = replay_closed_loop(
+        eng,
+        concurrency=10,
+        num_requests=20,
+        sample_lengths=lambda r: (128, 8),
+        spawn_rate=float("inf"),
+    )
+    assert all(r.start_s == 0.0 for r in recs[:10])
