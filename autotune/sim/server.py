@@ -616,6 +616,8 @@ class SimServer:
             else:  # behind schedule: still let the handlers run between steps
                 await asyncio.sleep(0.001 if out.duration_s <= 0 and not out.events else 0)
             self._deliver(out)
+            if out.events:
+                await asyncio.sleep(0)  # let the woken handlers write before we log
             self._log_step(out)
 
     def _deliver(self, out: StepOutcome) -> None:
