@@ -81,6 +81,8 @@ class Launcher(abc.ABC):
     name: str = "base"
     simulated: bool = False
     startup_timeout_s: float = 600.0
+    # Trials finish in milliseconds (no live progress worth reporting).
+    instant: bool = False
 
     @abc.abstractmethod
     def render(self, spec: LaunchSpec, port: int | None = None) -> dict[str, str]:

@@ -94,23 +94,44 @@ def _param_value(v: Any) -> str:
 
 
 class RunLogger:
-    """Log into one run by id; every call is cheap and safe to repeat."""
+    """Log into one run by id; every call is cheap and safe to repeat.
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+    With ``deferred=True`` tags, params and metrics are buffered and sent in one
+    batch by :meth:`flush` (and :meth:`end`): for trials that finish in
+    milliseconds (the virtual clock) live updates are pointless and each store
+    round trip costs more than the trial.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, deferred: bool = False) -> None:
         self.client = client
         self.run_id = run_id
+        self.deferred = deferred
+        self._tags: dict[str, str] = {}
+        self._params: dict[str, str] = {}
+        self._metrics: list[Metric] = []
+
+    def _send(self, tags=(), params=(), metrics=()) -> None:
+        tags, params, metrics = list(tags), list(params), list(metrics)
+        while tags or params or metrics:
+            self.client.log_batch(
+                self.run_id, tags=tags[:100], params=params[:100], metrics=metrics[:1000]
+            )
+            tags, params, metrics = tags[100:], params[100:], metrics[1000:]
 
     def tag(self, **tags: Any) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.set_tags(tags)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        if tags:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        if self.deferred:
+            self._tags.update({k: str(v) for k, v in tags.items()})
+        elif tags:
+            self._send(tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def params(self, params: Mapping[str, Any]) -> None:
-        items = [Param(k, _param_value(v)) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i : i + 100])
+        if self.deferred:
+            self._params.update({k: _param_value(v) for k, v in params.items()})
+        else:
+            self._send(params=[Param(k, _param_value(v)) for k, v in params.items()])
 
     def metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
@@ -119,11 +140,19 @@ class RunLogger:
             for k, v in metrics.items()
             if v is not None and isinstance(v, int | float) and math.isfinite(v)
         ]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+        if self.deferred:
+            self._metrics += items
+        else:
+            self._send(metrics=items)
 
     def metric(self, key: str, value: float, step: int = 0) -> None:
-        self.client.log_metric(self.run_id, key, float(value), step=step)
+        self.metrics({key: value}, step=step)
+
+    def flush(self) -> None:
+        tags = [RunTag(k, v) for k, v in self._tags.items()]
+        params = [Param(k, v) for k, v in self._params.items()]
+        self._send(tags=tags, params=params, metrics=self._metrics)
+        self._tags, self._params, self._metrics = {}, {}, []
 
     def text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
@@ -139,6 +168,7 @@ class RunLogger:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def end(self, status: str) -> None:
+        self.flush()
         self.client.set_terminated(self.run_id, status=status)
 
     def status(self) -> str:
@@ -146,10 +176,14 @@ class RunLogger:
 
 
 def create_run(
-    client: MlflowClient, experiment_id: str, name: str, tags: Mapping[str, Any]
+    client: MlflowClient,
+    experiment_id: str,
+    name: str,
+    tags: Mapping[str, Any],
+    deferred: bool = False,
 ) -> RunLogger:
     run = client.create_run(experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
-    return RunLogger(client, run.info.run_id)
+    return RunLogger(client, run.info.run_id, deferred=deferred)
 
 
 def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:

@@ -100,6 +100,7 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
             "autotune.runtime": cfg.runtime.name,
             "autotune.host": os.uname().nodename,
         },
+        deferred=launcher.instant,
     )
     progress = TrialProgress(ctx.index, study.n_trials, _flags_label(params), launcher.simulated)
 
@@ -189,7 +190,7 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
         _record_artifacts(run, ctx.workdir, endpoint, secrets)
         run.end(status)
         elapsed = time.monotonic() - started
-        _update_parent(client, study, objective, ctx.index)
+        _update_parent(client, study, objective, ctx.index, score)
         progress.finish(score, failure.value if failure else None, elapsed)
     return score
 
@@ -295,22 +296,29 @@ def _record_artifacts(run, workdir: Path, endpoint: Endpoint | None, secrets: li
         log.exception("could not upload the trial's artifacts")
 
 
-def _update_parent(client, study: StudyInfo, objective: Objective, index: int) -> None:
-    """Live study curves on the parent run: best-so-far and trial counts."""
+def _update_parent(client, study: StudyInfo, objective: Objective, index: int, score) -> None:
+    """Live study curves on the parent run, with step = trial index.
+
+    ``trial_objective`` / ``trial_ok`` record each trial as it ends (from any worker);
+    ``best_objective``, ``trials_done`` and ``trials_failed`` are derived from their
+    history, which is one small query however long the study is.
+    """
     try:
-        runs = tracking.trial_runs(client, study.experiment_id, study.parent_run_id)
         parent = tracking.RunLogger(client, study.parent_run_id)
-        done = [r for r in runs if tracking.is_terminal(r.info.status)]
-        failed = [r for r in done if r.data.tags.get(tracking.STATUS) != "ok"]
-        values = [
-            r.data.metrics["objective"]
-            for r in done
-            if r.data.tags.get(tracking.STATUS) == "ok" and "objective" in r.data.metrics
-        ]
-        out = {"trials_done": len(done), "trials_failed": len(failed)}
-        if values and len(objective.directions) == 1:
-            pick = max if objective.directions[0] == "maximize" else min
-            out["best_objective"] = pick(values)
+        single = len(objective.directions) == 1
+        own = {"trial_ok": 0.0 if score is None else 1.0}
+        if single and score is not None:
+            own["trial_objective"] = float(score)
+        parent.metrics(own, step=index)
+        oks = client.get_metric_history(study.parent_run_id, "trial_ok")
+        out = {"trials_done": len(oks), "trials_failed": sum(1 for m in oks if m.value == 0)}
+        if single:
+            values = [
+                m.value for m in client.get_metric_history(study.parent_run_id, "trial_objective")
+            ]
+            if values:
+                pick = max if objective.directions[0] == "maximize" else min
+                out["best_objective"] = pick(values)
         parent.metrics(out, step=index)
     except Exception:
         log.exception("could not update the sweep run")

@@ -39,6 +39,7 @@ class SimLauncher(LocalLauncher):
         self.seed = seed
         self.startup_s = startup_s
         self.faults = list(faults or [])
+        self.instant = clock == "virtual"
 
     def tokenizer(self, spec: LaunchSpec) -> str:
         return str(spec.model.tokenizer or SIM_TOKENIZER)
