@@ -215,6 +215,13 @@ class SimEngine:
             return self._run_extend(batch, now, events)
         if self.running:
             return self._run_decode(now, events, max_decode_steps)
+        if self.waiting and self.chunked is None and self.batch_is_full:
+            # Nothing runs and the head of the queue can never be admitted (it needs
+            # the whole pool): fail it rather than stall every request behind it.
+            r = self.waiting.pop(0)
+            self._release_key(r)
+            self.batch_is_full = False
+            events.append(TokenEvent(r.rid, "aborted", r.gen, now))
         self.new_token_ratio = self.init_ratio  # SGLang re-initialises when idle
         self._last_kind = "idle"
         return StepOutcome(duration_s=0.0, events=events, kind="idle")

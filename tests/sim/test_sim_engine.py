@@ -276,3 +276,13 @@ def test_users_spawn_like_genai_bench():
         spawn_rate=float("inf"),
     )
     assert sorted(r.start_s for r in recs)[:10] == [0.0] * 10
+
+
+def test_output_is_clipped_so_one_request_fits_the_pool():
+    eng = build_engine({"max-total-tokens": 5000, "disable-radix-cache": True}, **M)
+    eng.add(SimRequest(rid="huge", input_len=2000, output_len=100_000))
+    eng.add(SimRequest(rid="small", input_len=100, output_len=10))
+    events, _ = drain(eng)
+    final = {e.rid: (e.kind, e.output_tokens) for e in events if e.kind == "finished"}
+    # SGLang: max_new_tokens <= max_req_len - input - 1, max_req_len = pool - 1
+    assert final == {"huge": ("finished", 5000 - 1 - 2000 - 1), "small": ("finished", 10)}
