@@ -384,16 +384,18 @@ class DockerLauncher(Launcher):
         _record(container.id, spec.trial_name)
         try:
             container.start()
-        except docker.errors.APIError as e:
-            # e.g. `could not select device driver "nvidia"` on a host without the toolkit
+            pump = LogPump(container, log_path)
+            pump.start()
+        except BaseException as e:  # the trial only stops what start() returned
             _remove(container)
             _forget(container.id)
             client.close()
-            raise TrialFailure(
-                Failure.DEPLOY_ERROR, f"docker could not start the container: {e}"
-            ) from None
-        pump = LogPump(container, log_path)
-        pump.start()
+            if isinstance(e, docker.errors.APIError):
+                # e.g. `could not select device driver "nvidia"` on a host without the toolkit
+                raise TrialFailure(
+                    Failure.DEPLOY_ERROR, f"docker could not start the container: {e}"
+                ) from None
+            raise
         log.info("started container %s (%s) on port %d", kwargs["name"], kwargs["image"], port)
         return Endpoint(
             base_url=f"http://127.0.0.1:{port}",

@@ -375,8 +375,11 @@ class OmeLauncher(Launcher):
             self._create(dep, body)
             isvc = self._wait_ready(dep, spec)
             base_url = self._connect(dep, isvc, spec.workdir)
-        except BaseException:
+        except Exception:
             self._teardown(dep)
+            raise
+        except BaseException:  # Ctrl-C: delete, but do not make the user wait for it
+            self._teardown(dep, wait=False)
             raise
         return Endpoint(
             base_url=base_url,
@@ -656,7 +659,7 @@ class OmeLauncher(Launcher):
         """Save the logs, delete the ISVC and stop the port-forward. Never raises."""
         self._teardown(endpoint.handle)
 
-    def _teardown(self, dep: Deployment | None) -> None:
+    def _teardown(self, dep: Deployment | None, wait: bool = True) -> None:
         if dep is None or dep.stopped:
             return
         dep.stopped = True
@@ -674,13 +677,13 @@ class OmeLauncher(Launcher):
         except Exception as e:
             log.warning("could not save the engine log of %s: %s", dep.name, e)
         try:
-            self._delete(dep)
+            self._delete(dep, wait=wait)
         except Exception as e:
             log.error("could not delete InferenceService %s/%s: %s", dep.namespace, dep.name, e)
             return  # keep the registry entry: the next run's reap() retries
         _forget(dep.namespace, dep.name)
 
-    def _delete(self, dep: Deployment) -> None:
+    def _delete(self, dep: Deployment, wait: bool = True) -> None:
         """Delete the ISVC and wait (≤ ``delete_wait_s``) until it and its pods are gone,
         so the next trial finds its GPUs free."""
         try:
@@ -690,7 +693,7 @@ class OmeLauncher(Launcher):
         except Exception as e:
             if _api_status(e) != 404:
                 raise
-        deadline = self.clock() + self.delete_wait_s
+        deadline = self.clock() + (self.delete_wait_s if wait else 0)
         while self.clock() < deadline:
             if self._get(dep) is None and not self._pods(dep):
                 log.info("deleted InferenceService %s/%s", dep.namespace, dep.name)

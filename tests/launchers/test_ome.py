@@ -486,3 +486,15 @@ def test_the_crd_check_is_not_vacuous(make_spec):
     m["spec"]["engine"]["runner"]["args"] = [8]
     errors = list(crd_validator("inferenceservices").iter_errors(m))
     assert len(errors) == 2
+
+
+def test_ctrl_c_while_waiting_still_deletes(make_spec):
+    cluster = MockCluster(states=[status_progress()], pods=[[_running()]])
+
+    def interrupt(_s):
+        raise KeyboardInterrupt
+
+    lau = OmeLauncher(clients=cluster.clients(), namespace="bench", poll_s=1.0, sleep=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        lau.start(make_spec())
+    assert cluster.deleted
