@@ -380,7 +380,8 @@ class SimEngine:
         batch: list[_Req] = []
         new_chunked: _Req | None = None
 
-        if self.chunked is not None:
+        continuing = self.chunked is not None
+        if continuing:
             r = self.chunked
             room = min(
                 rem_chunk if rem_chunk is not None else 1 << 62, int(avail - rem_total_offset)
@@ -451,9 +452,13 @@ class SimEngine:
             batch.append(r)
             if new_chunked is r:
                 break
-        if batch:
-            admitted = {r.rid for r in batch}
-            self.waiting = [r for r in self.waiting if r.rid not in admitted]
+        taken = len(batch) - (1 if continuing else 0)
+        if taken:
+            if ordered is self.waiting:
+                del self.waiting[:taken]  # fcfs admits a prefix of the queue: O(taken)
+            else:
+                admitted = {r.rid for r in batch}
+                self.waiting = [r for r in self.waiting if r.rid not in admitted]
         self.chunked = new_chunked
         return batch
 
