@@ -403,7 +403,8 @@ class SimEngine:
                 self.chunked = r
                 return []
 
-        ordered = self._ordered_waiting()
+        # A still-truncated chunked request has used up the chunk or the memory budget.
+        ordered = self._ordered_waiting() if new_chunked is None else []
         states: list[tuple[float, int]] | None = None
         for r in ordered:
             if running_bs + len(batch) >= self.max_running:
@@ -438,11 +439,9 @@ class SimEngine:
                 r.extend = extend
                 rem_total_offset += extend + max_new
             else:
-                trunc = rem_chunk if not self.radix else rem_chunk  # page size 1
-                if trunc <= 0:
-                    break
-                r.extend = trunc
-                rem_total_offset += trunc
+                # Chunked prefill: take what the chunk budget leaves (page size 1).
+                r.extend = rem_chunk
+                rem_total_offset += rem_chunk
                 new_chunked = r
             cur_offset += r.extend
             rem_input -= r.extend
