@@ -764,11 +764,16 @@ def replay_arrivals(
             engine.add(SimRequest(r["rid"], r["input"], r["output"], r["arrival"]))
             i += 1
         if not engine.has_work():
-            # An idle server starts the step at the waking request's arrival.
-            r = pending[i]
-            engine.add(SimRequest(r["rid"], r["input"], r["output"], r["arrival"]))
-            i += 1
-            now = max(now, r["arrival"])
+            # An idle server wakes when a request is queued and starts the step with
+            # everything queued by then (within the event loop's wake-up latency,
+            # ~2 ms on a busy machine), at the latest of their arrivals.
+            wake, start = pending[i]["queued"] + 0.002, now
+            while i < len(pending) and pending[i]["queued"] <= wake:
+                r = pending[i]
+                engine.add(SimRequest(r["rid"], r["input"], r["output"], r["arrival"]))
+                start = max(start, r["arrival"])
+                i += 1
+            now = start
         step = engine.step(now)
         now += step.duration_s
         for ev in step.events:
@@ -833,8 +838,11 @@ def genai_bench_vs_predict(
     rep_ttft, rep_tpot = _means([(*replayed[r["rid"]], osl) for r in served])
     input_tokens = round(agg["stats"]["num_input_tokens"]["mean"])
     engine = build_engine({}, model="llama-3.1-8b", gpu="h200_sxm", dtype="bf16")
+    # genai-bench's locust dispatcher starts floor(spawn_rate) = concurrency users per
+    # iteration (locust/dispatch.py), i.e. all of them at once: spawn_rate=inf.
     recs = replay_closed_loop(engine, concurrency=concurrency, num_requests=num_requests,
-                              sample_lengths=lambda rng: (input_tokens, osl))  # fmt: skip
+                              sample_lengths=lambda rng: (input_tokens, osl),
+                              spawn_rate=float("inf"))  # fmt: skip
     ok = [r for r in recs if r.ok]
     pred_ttft = sum(r.ttft_s for r in ok) / len(ok) * 1000
     pred_tpot = sum(r.tpot_s for r in ok) / len(ok) * 1000
