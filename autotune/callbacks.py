@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from autotune import tracking
 from autotune.objective import Objective
 from autotune.progress import console, print_summary
-from autotune.study import StudyInfo
+from autotune.study import StudyInfo, study_name
 from autotune.validation import validate_study
 
 log = logging.getLogger(__name__)
@@ -51,15 +51,23 @@ def expected_trials(cfg: DictConfig) -> int | None:
     sweeper = OmegaConf.select(cfg, "hydra.sweeper")
     if sweeper is None:
         return 1
-    if OmegaConf.select(cfg, "hydra.sweeper.n_trials") is not None:
-        return int(cfg.hydra.sweeper.n_trials)
     from autotune.validation import sweep_values
 
     sizes: dict[str, int] = {}
     for key, values, bounds in sweep_values(cfg):
-        if bounds is None:
-            sizes[key.lstrip("+~")] = max(1, len(values))
-    return math.prod(sizes.values()) if sizes else 1
+        sizes[key.lstrip("+~")] = max(1, len(values)) if bounds is None else 0
+    searched = any(k.startswith("params.") for k in sizes)
+    baseline = 1 if searched and OmegaConf.select(cfg, "search.baseline", default=False) else 0
+    if OmegaConf.select(cfg, "hydra.sweeper.n_trials") is not None:
+        return int(cfg.hydra.sweeper.n_trials) + baseline
+    if 0 in sizes.values():
+        return None
+    return (math.prod(sizes.values()) if sizes else 1) + baseline
+
+
+def resumable(cfg: DictConfig) -> bool:
+    """Does the sweeper keep its study in storage (so the same command resumes it)?"""
+    return "optuna" in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).lower()
 
 
 class StudyCallback(Callback):
@@ -113,22 +121,32 @@ class StudyCallback(Callback):
             _fail("Tracking store unavailable:", [str(e)])
         objective = Objective.from_config(cfg.objective)
         simulated = cfg.deploy.name == "sim"
-        name = cfg.study.name or f"{cfg.tracking.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if cfg.study.name or resumable(cfg):
+            name = study_name(cfg)
+        else:  # a grid keeps no state to resume from: each run is its own study
+            name = f"{cfg.tracking.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.sweep_dir = sweep_dir.resolve()
-        self.parent = tracking.create_run(
-            client,
-            exp_id,
-            name,
-            {
-                tracking.ROLE: "sweep",
-                tracking.STUDY: name,
-                tracking.SIMULATED: str(simulated).lower(),
-                tracking.STATUS: "running",
-                "autotune.sweep_dir": str(self.sweep_dir),
-                "autotune.n_trials": n_trials if n_trials is not None else "",
-                "autotune.command": " ".join(sys.argv[1:]),
-            },
-        )
+        self.parent = tracking.find_sweep_run(client, exp_id, name)
+        if self.parent is not None:
+            console.print(
+                f"Resuming study {name} (MLflow run {self.parent.run_id})", highlight=False
+            )
+            self.parent.reopen()
+        else:
+            self.parent = tracking.create_run(
+                client,
+                exp_id,
+                name,
+                {
+                    tracking.ROLE: "sweep",
+                    tracking.STUDY: name,
+                    tracking.SIMULATED: str(simulated).lower(),
+                    tracking.STATUS: "running",
+                    "autotune.sweep_dir": str(self.sweep_dir),
+                    "autotune.n_trials": n_trials if n_trials is not None else "",
+                    "autotune.command": " ".join(sys.argv[1:]),
+                },
+            )
         self.parent.params(
             {
                 "model": cfg.model.name,
@@ -148,6 +166,7 @@ class StudyCallback(Callback):
             directions=list(objective.directions),
             n_trials=n_trials,
             simulated=simulated,
+            first_index=len(client.get_metric_history(self.parent.run_id, "trial_ok")),
         )
         self.info.write(self.sweep_dir)
         self._guard()

@@ -200,8 +200,26 @@ class TrackingConfig:
 
 @dataclass
 class StudyConfig:
-    # null = derived from the experiment and the time the sweep started.
+    # null = derived from what defines the study (model, engine, target, workload,
+    # objective, search space), so re-running the same command resumes the same study.
     name: str | None = None
+    # Set by the sweeper on the trial that runs the engine's default flags first.
+    baseline_trial: bool = False
+
+
+@dataclass
+class SearchConfig:
+    """Model-based search (Optuna): budget, seed, where the study persists."""
+
+    n_trials: int = 30
+    seed: int = 0
+    # Any SQLAlchemy URL; null = sqlite:///<directory you started from>/optuna.db
+    storage: str | None = None
+    # Run the engine's defaults first (marked autotune.baseline=true): every study
+    # reports its gain over defaults.
+    baseline: bool = True
+    # Trials of one sweep process that run at once (on distinct GPUs).
+    n_jobs: int = 1
 
 
 @dataclass
@@ -213,6 +231,7 @@ class AutotuneConfig:
     objective: ObjectiveConfig = MISSING
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     # The trial's engine flags under native names (aliases allowed), e.g. {mem: 0.8}.
     params: dict[str, Any] = field(default_factory=dict)
     # Render what would be launched, contact nothing, exit 0.
@@ -220,8 +239,14 @@ class AutotuneConfig:
     seed: int = 0
 
 
+def _directions(*, _root_: Any) -> list[str]:
+    """``${autotune_directions:}``: the objective's directions, for the Optuna sweeper."""
+    return [str(t.direction) for t in _root_.objective.terms]
+
+
 def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore (called before Hydra composes)."""
+    OmegaConf.register_resolver("autotune_directions", _directions, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="autotune_schema", node=AutotuneConfig, replace=True)
     # `params` must accept keys that the schema cannot know (each engine has its own

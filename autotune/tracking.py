@@ -174,6 +174,10 @@ class RunLogger:
     def status(self) -> str:
         return self.client.get_run(self.run_id).info.status
 
+    def reopen(self) -> None:
+        """Mark a finished run RUNNING again (a resumed study)."""
+        self.client.update_run(self.run_id, status="RUNNING")
+
 
 def create_run(
     client: MlflowClient,
@@ -184,6 +188,17 @@ def create_run(
 ) -> RunLogger:
     run = client.create_run(experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
     return RunLogger(client, run.info.run_id, deferred=deferred)
+
+
+def find_sweep_run(client: MlflowClient, experiment_id: str, study: str) -> RunLogger | None:
+    """The oldest sweep run of ``study`` in the experiment, if there is one."""
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{ROLE}` = 'sweep' and tags.`{STUDY}` = '{study}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    return RunLogger(client, found[0].info.run_id) if found else None
 
 
 def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:

@@ -50,11 +50,12 @@ class TrialContext:
         hc = HydraConfig.get()
         multirun = str(hc.mode) == "RunMode.MULTIRUN"
         sweep_dir = Path(hc.sweep.dir if multirun else hc.run.dir).resolve()
+        study = StudyInfo.read(sweep_dir)
         index = int(hc.job.num) if multirun and hc.job.get("num") is not None else 0
         return cls(
-            index=index,
+            index=study.first_index + index,
             workdir=Path(hc.runtime.output_dir).resolve(),
-            study=StudyInfo.read(sweep_dir),
+            study=study,
         )
 
 
@@ -83,7 +84,8 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
     study = ctx.study
 
     client, _ = tracking.connect(study.tracking_uri, cfg.tracking.experiment)
-    name = f"trial-{ctx.index:03d}"
+    baseline = bool(cfg.study.baseline_trial)
+    name = f"trial-{ctx.index:03d}" + ("-baseline" if baseline else "")
     run = tracking.create_run(
         client,
         study.experiment_id,
@@ -96,6 +98,7 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
             tracking.PHASE: "deploying",
             tracking.SIMULATED: str(launcher.simulated).lower(),
             "autotune.trial_index": ctx.index,
+            "autotune.baseline": str(baseline).lower(),
             "autotune.deploy": cfg.deploy.name,
             "autotune.runtime": cfg.runtime.name,
             "autotune.host": os.uname().nodename,

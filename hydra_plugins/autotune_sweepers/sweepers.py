@@ -1,0 +1,220 @@
+"""Hydra's grid and Optuna sweepers, with what a tuning study needs on top.
+
+- A **baseline** trial with the engine's default flags runs first (once per study),
+  so every study reports its gain over defaults.
+- **Resume**: the Optuna study lives in persistent storage under a stable name
+  (:func:`autotune.study.study_name`); re-running the same command runs only the
+  remaining budget, and trials a killed run left RUNNING are marked FAIL.
+- Composition checks: autotune validates every swept flag value before the first
+  trial, so the grid sweeper re-composes only jobs whose other overrides could
+  still be invalid (the stock sweeper composes every job twice).
+
+Select with ``hydra/sweeper: autotune_grid`` or ``autotune_optuna`` (conf/search/).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+_VALIDATED_PREFIXES = ("params.", "+params.", "++params.")
+_BASELINE_ATTR = "autotune_baseline_done"
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0]
+
+
+def baseline_overrides(space_keys: Sequence[str], fixed: Sequence[str]) -> list[str]:
+    """Overrides of the baseline job: every searched flag unset, the rest as given."""
+    searched = {k.lstrip("+~") for k in space_keys}
+    keep = [o for o in fixed if _key(o).lstrip("+~") not in searched]
+    return [
+        *keep,
+        *(f"{k}=null" for k in sorted(searched) if k.startswith("params.")),
+        "study.baseline_trial=true",
+    ]
+
+
+class AutotuneGridSweeper(BasicSweeper):
+    """Hydra's basic (grid) sweeper with a baseline job and lighter composition checks."""
+
+    def __init__(
+        self, max_batch_size: int | None, params: dict[str, str] | None, baseline: bool = True
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.baseline = baseline
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        # autotune.validation already checked every params.* value of the sweep;
+        # compose once per distinct combination of the other overrides.
+        seen: set[tuple[str, ...]] = set()
+        for overrides in batch:
+            rest = tuple(o for o in overrides if not o.startswith(_VALIDATED_PREFIXES))
+            if rest not in seen:
+                seen.add(rest)
+                super().validate_batch_is_legal([list(overrides)])
+
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self.config is not None and self.launcher is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        parsed = parser.parse_overrides([*self._parse_config(), *arguments])
+        self.overrides = self.split_arguments(parsed, self.max_batch_size)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+        job_idx = 0
+        returns = []
+        if self.baseline and self.config.search.baseline:
+            job = _baseline_job(parsed)
+            if job is not None:
+                log.info("baseline trial (engine defaults): %s", " ".join(job))
+                returns.append(self.launcher.launch([job], initial_job_idx=job_idx))
+                job_idx += 1
+        while not self.is_done():
+            batch = self.get_job_batch()
+            self.validate_batch_is_legal(batch)
+            results = self.launcher.launch(batch, initial_job_idx=job_idx)
+            for r in results:
+                _ = r.return_value  # re-raises a job's exception, as the stock sweeper does
+            job_idx += len(batch)
+            returns.append(results)
+        return returns
+
+
+def _baseline_job(parsed: Sequence[Any]) -> list[str] | None:
+    """The baseline job for parsed overrides, or None when nothing is searched."""
+    swept = [o.get_key_element() for o in parsed if o.is_sweep_override()]
+    if not any(k.lstrip("+~").startswith("params.") for k in swept):
+        return None
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]
+    return baseline_overrides(swept, fixed)
+
+
+class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
+    def __init__(
+        self, *args: Any, baseline: bool = True, stale_after_s: float = 0.0, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.baseline = baseline
+        self.stale_after_s = stale_after_s
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        from autotune.study import optuna_storage, study_name
+
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        # One study identity for Optuna and MLflow, stable across re-runs.
+        self.study_name = self.study_name or study_name(config)
+        self.storage = self.storage or optuna_storage(config, config.hydra.runtime.cwd)
+
+    def sweep(self, arguments: list[str]) -> None:
+        assert self.config is not None and self.launcher is not None
+        self._process_searchspace_config()
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=self.storage,
+            directions=self._get_directions(),
+            load_if_exists=True,
+        )
+        self._fail_stale(study)
+        finished = (
+            optuna.trial.TrialState.COMPLETE,
+            optuna.trial.TrialState.FAIL,
+            optuna.trial.TrialState.PRUNED,
+        )
+        done = sum(1 for t in study.get_trials(deepcopy=False) if t.state in finished)
+        remaining = max(0, self.n_trials - done)
+        if done:
+            log.info(
+                "resuming study %s: %d trial(s) done, %d to go", self.study_name, done, remaining
+            )
+        if (
+            self.baseline
+            and self.config.search.baseline
+            and not study.user_attrs.get(_BASELINE_ATTR)
+        ):
+            parsed = OverridesParser.create().parse_overrides(
+                [*self._parse_sweeper_params_config(), *arguments]
+            )
+            job = _baseline_job(parsed)
+            if job is not None:
+                log.info("baseline trial (engine defaults): %s", " ".join(job))
+                self.launcher.launch([job], initial_job_idx=self.job_idx)
+                self.job_idx += 1
+                study.set_user_attr(_BASELINE_ATTR, True)
+        if remaining == 0:
+            log.info("study %s already has its %d trials", self.study_name, self.n_trials)
+            return None
+        self.n_trials = remaining
+        return super().sweep(arguments)
+
+    def _fail_stale(self, study: optuna.Study) -> None:
+        """Trials left RUNNING by a killed sweep never finish: mark them FAIL."""
+        import datetime as dt
+
+        now = dt.datetime.now()
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
+            if age >= self.stale_after_s:
+                log.warning(
+                    "trial %d was left RUNNING by an earlier sweep: marking it FAIL", t.number
+                )
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+
+class AutotuneOptunaSweeper(OptunaSweeper):
+    def __init__(
+        self, *args: Any, baseline: bool = True, stale_after_s: float = 0.0, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        inner = self.sweeper
+        self.sweeper = AutotuneOptunaSweeperImpl.__new__(AutotuneOptunaSweeperImpl)
+        self.sweeper.__dict__.update(inner.__dict__)
+        self.sweeper.baseline = baseline
+        self.sweeper.stale_after_s = stale_after_s
+
+
+@dataclass
+class AutotuneGridSweeperConf(BasicSweeperConf):
+    _target_: str = "hydra_plugins.autotune_sweepers.sweepers.AutotuneGridSweeper"
+    baseline: bool = True
+
+
+@dataclass
+class AutotuneOptunaSweeperConf(OptunaSweeperConf):
+    _target_: str = "hydra_plugins.autotune_sweepers.sweepers.AutotuneOptunaSweeper"
+    baseline: bool = True
+    # A RUNNING trial older than this when a sweep starts was left by a dead worker.
+    stale_after_s: float = 0.0
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="autotune_grid", node=AutotuneGridSweeperConf, provider="autotune"
+)
+ConfigStore.instance().store(
+    group="hydra/sweeper",
+    name="autotune_optuna",
+    node=AutotuneOptunaSweeperConf,
+    provider="autotune",
+)
+
+__all__ = ["AutotuneGridSweeper", "AutotuneOptunaSweeper", "Sweeper"]
