@@ -415,9 +415,17 @@ class SimEngine:
                 break
             if rem_input <= 0 or (rem_chunk is not None and rem_chunk <= 0):
                 break
-            matched = max(self._match(r), r.done)
+            hit = self._match(r)
+            matched = max(hit, r.done)
             extend = r.fill - matched
             max_new = min(r.output_len - r.gen, CLIP_MAX_NEW_TOKENS)
+            # SGLang checks again under the prefix lock: an evictable prefix this
+            # request would lock no longer counts as free.
+            if hit > r.done and r.holds_key is None and not self._refs.get(r.prefix_key):
+                lock_cost = self._cache[r.prefix_key]
+                if extend + max_new >= avail - lock_cost - rem_total_offset:
+                    self.batch_is_full = True
+                    break
             if not self.radix:
                 # SGLang's ignore_eos path without a tree: simulate future memory use.
                 if states is None:
@@ -447,7 +455,10 @@ class SimEngine:
             rem_input -= r.extend
             if rem_chunk is not None:
                 rem_chunk -= r.extend
+            locked = self._cache_locked
             self._admit(r, matched)
+            # Locking a matched prefix turns evictable tokens into used ones.
+            avail -= self._cache_locked - locked
             batch.append(r)
             if new_chunked is r:
                 break
