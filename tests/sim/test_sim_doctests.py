@@ -1,0 +1,25 @@
+"""The usage examples in the simulator's docstrings run and stay true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "autotune.sim.perf",
+    "autotune.sim.settings",
+    "autotune.sim.scheduler",
+    "autotune.sim.replay",
+    "autotune.sim.predict",
+    "autotune.sim.validate",
+    "autotune.sim.__main__",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name, monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[2])
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.failed == 0
