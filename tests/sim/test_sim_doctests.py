@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -14,12 +15,11 @@ MODULES = [
     "autotune.sim.replay",
     "autotune.sim.predict",
     "autotune.sim.validate",
-    "autotune.sim.__main__",
 ]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name, monkeypatch):
-    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[2])
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # examples use repo paths
     result = doctest.testmod(importlib.import_module(name))
     assert result.failed == 0
