@@ -120,7 +120,7 @@ class StudyCallback(Callback):
         except tracking.TrackingError as e:
             _fail("Tracking store unavailable:", [str(e)])
         objective = Objective.from_config(cfg.objective)
-        simulated = cfg.deploy.name == "sim"
+        simulated = bool(cfg.deploy.get("simulated"))
         if cfg.study.name or resumable(cfg):
             name = study_name(cfg)
         else:  # a grid keeps no state to resume from: each run is its own study

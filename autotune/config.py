@@ -86,15 +86,19 @@ class DeployConfig:
     host: str = "127.0.0.1"
     startup_timeout_s: float = 600.0
     stop_timeout_s: float = 15.0
-    # GPUs on this host that trials may use; null = all that are visible.
+    # GPUs on this host that trials may use (leased per trial, tp-size each, never
+    # shared by trials running at once); null = no assignment (the engine sees all).
     gpus: list[int] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # The engine is the simulator: results are labelled simulated everywhere.
+    simulated: bool = False
 
 
 @dataclass
 class SimDeployConfig(DeployConfig):
     _target_: str = "launchers.sim.SimLauncher"
     name: str = "sim"
+    simulated: bool = True
     gpu: str = "h200_sxm"
     # realtime: an HTTP server driven by genai-bench; virtual: no HTTP, metrics from
     # the simulator's virtual clock replaying the same benchmark (thousands of trials/min).
@@ -145,12 +149,37 @@ class OmeDeployConfig(DeployConfig):
     serving_runtime: str | None = None
     # in_cluster: use status.url; port_forward: forward a local port to the engine pod.
     access: str = "port_forward"
+    kubectl: str = "kubectl"
+    # How long stop() waits for the InferenceService and its pods to be gone.
+    delete_wait_s: float = 300.0
     engine_port: int = 8080
     name_prefix: str = "autotune"
     cpu: str | None = "8"
     memory: str | None = "64Gi"
     node_selector: dict[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 1800.0
+
+
+@dataclass
+class DockerSimDeployConfig(DockerDeployConfig):
+    """The simulated engine as a container: the docker path end to end without a GPU."""
+
+    _target_: str = "launchers.docker.SimDockerLauncher"
+    name: str = "docker_sim"
+    simulated: bool = True
+    image: str | None = "local/hostshim:latest"
+    # Mount this host's /usr, Python, virtualenv and checkout read-only in the image.
+    mount_host_python: bool = True
+    python: str | None = None
+    gpu: str = "h200_sxm"
+    clock: str = "realtime"
+    seed: int = 0
+    startup_s: float = 1.0
+    faults: list[str] = field(default_factory=list)
+    use_gpus: bool = False
+    ipc_mode: str | None = None
+    shm_size: str | None = None
+    startup_timeout_s: float = 60.0
 
 
 @dataclass
@@ -262,3 +291,4 @@ def register_configs() -> None:
     cs.store(group="deploy", name="local_schema", node=LocalDeployConfig, replace=True)
     cs.store(group="deploy", name="docker_schema", node=DockerDeployConfig, replace=True)
     cs.store(group="deploy", name="ome_schema", node=OmeDeployConfig, replace=True)
+    cs.store(group="deploy", name="docker_sim_schema", node=DockerSimDeployConfig, replace=True)

@@ -54,6 +54,7 @@ class LaunchSpec:
     workdir: Path
     gpus: list[int] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    study: str | None = None
 
     @property
     def served_name(self) -> str:

@@ -47,7 +47,23 @@ def _owner_alive(entry: dict) -> bool:
 
 
 def reap() -> list[dict]:
-    """Stop engines whose tuner died without stopping them; return what was stopped."""
+    """Stop engines whose tuner died without stopping them; return what was stopped.
+
+    Processes are handled here; containers and InferenceServices by their launchers.
+    """
+    stopped = _reap_processes()
+    for module in ("launchers.docker", "launchers.ome"):
+        if not any(registry_dir().glob(f"{'container' if 'docker' in module else 'isvc'}-*.json")):
+            continue  # nothing of that kind recorded: don't import its client library
+        try:
+            mod = __import__(module, fromlist=["reap"])
+            stopped += [{"kind": module, "name": n} for n in mod.reap()]
+        except Exception as e:  # an unreachable daemon/cluster must not block a study
+            log.warning("could not check %s leftovers: %s", module, e)
+    return stopped
+
+
+def _reap_processes() -> list[dict]:
     stopped = []
     for path in sorted(registry_dir().glob("process-*.json")):
         try:

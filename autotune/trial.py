@@ -9,6 +9,7 @@ SIGTERM) the engine is stopped and the MLflow run is closed with a status.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -21,11 +22,12 @@ import httpx
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from autotune import tracking
+from autotune import registry, tracking
 from autotune.benchmark.genai_bench import Workload, run_genai_bench
 from autotune.benchmark.parse import parse_experiment
 from autotune.benchmark.virtual import run_virtual
 from autotune.failures import classify, last_lines, read_log
+from autotune.gpus import lease_gpus
 from autotune.launcher import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, create_launcher
 from autotune.objective import Objective, Score
 from autotune.params import gpu_count, normalize
@@ -117,7 +119,8 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
         model=cfg.model,
         params=params,
         workdir=ctx.workdir,
-        gpus=_assign_gpus(cfg, params),
+        gpus=None,
+        study=study.name,
     )
     run.params(
         {
@@ -142,7 +145,11 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
     endpoint: Endpoint | None = None
     status, failure, score = "FAILED", None, None
     started = time.monotonic()
+    held = contextlib.ExitStack()
     try:
+        spec.gpus = held.enter_context(_gpu_lease(cfg, params, spec.trial_name))
+        if spec.gpus is not None:
+            run.tag(**{"autotune.gpus": ",".join(map(str, spec.gpus))})
         phase("deploying")
         endpoint = launcher.start(spec)
         waited = wait_ready(
@@ -190,6 +197,7 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
     finally:
         if endpoint is not None:
             launcher.stop(endpoint)
+        held.close()  # GPUs go back only once the engine has stopped
         _record_artifacts(run, ctx.workdir, endpoint, secrets)
         run.end(status)
         elapsed = time.monotonic() - started
@@ -198,17 +206,17 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
     return score
 
 
-def _assign_gpus(cfg: DictConfig, params: dict[str, Any]) -> list[int] | None:
+def _gpu_lease(cfg: DictConfig, params: dict[str, Any], holder: str):
+    """Lease ``tp-size`` GPUs of ``deploy.gpus`` (no-op when no pool is configured)."""
     pool = cfg.deploy.get("gpus")
     if pool is None:
-        return None
-    n = gpu_count(params, cfg.runtime.gpu_flag)
-    if n > len(pool):
-        raise TrialFailure(
-            Failure.DEPLOY_ERROR,
-            f"{cfg.runtime.gpu_flag}={n} needs {n} GPUs but deploy.gpus has {len(pool)}",
-        )
-    return [int(g) for g in list(pool)[:n]]
+        return contextlib.nullcontext(None)
+    return lease_gpus(
+        [int(g) for g in pool],
+        gpu_count(params, cfg.runtime.gpu_flag),
+        registry.registry_dir().parent / "gpu-leases",
+        holder=holder,
+    )
 
 
 def _benchmark(

@@ -172,19 +172,36 @@ def _check_objective(cfg: DictConfig, errors: list[str]) -> None:
             )
 
 
+def _check_gpus(cfg: DictConfig, errors: list[str]) -> None:
+    pool = cfg.deploy.get("gpus")
+    if pool is None or not cfg.runtime.gpu_flag:
+        return
+    for v in _all_values(cfg, cfg.runtime.gpu_flag):
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            continue
+        if n > len(pool):
+            errors.append(
+                f"params.{cfg.runtime.gpu_flag}={n} needs {n} GPUs but deploy.gpus={list(pool)} "
+                f"has {len(pool)}: list more GPUs or drop that value."
+            )
+
+
 def _check_deploy(cfg: DictConfig, errors: list[str]) -> None:
+    _check_gpus(cfg, errors)
     d = cfg.deploy
     if d.get("host") and d.get("port") == 8443:
         errors.append("deploy.port=8443 is reserved on users' machines: pick another port.")
-    if d.name == "sim":
+    if d.get("simulated"):
         if cfg.runtime.name != "sglang":
             errors.append(
-                f"deploy=sim simulates SGLang only, but runtime={cfg.runtime.name}: use "
+                f"deploy={d.name} simulates SGLang only, but runtime={cfg.runtime.name}: use "
                 f"runtime=sglang, or a real deploy target (local, docker, ome)."
             )
         if not cfg.model.sim_profile:
             errors.append(
-                f"model.sim_profile is not set for model {cfg.model.name}: deploy=sim needs "
+                f"model.sim_profile is not set for model {cfg.model.name}: deploy={d.name} needs "
                 f"one (python -m autotune.sim predict --help lists them)."
             )
         else:

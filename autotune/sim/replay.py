@@ -79,9 +79,10 @@ def replay_closed_loop(
 
     ``sample_lengths(rng)`` gives (input tokens, output tokens) of each request;
     ``sample_prefix(rng)``, if given, gives (shared prefix tokens, prefix name) for
-    the prefix-cache model. Users start like genai-bench's (locust) at ``spawn_rate``
-    users per second, by default ``concurrency`` (all within the first second);
-    ``float("inf")`` starts them all at 0. Requests still in flight at ``max_time_s``
+    the prefix-cache model. Users start at ``spawn_rate`` users per second; by
+    default all at time 0, as genai-bench's users do (it asks locust for
+    spawn_rate = concurrency, and locust's dispatcher then starts the whole batch in
+    one iteration: seen as N requests arriving within milliseconds at the server). Requests still in flight at ``max_time_s``
     come back with ``ok=False`` (genai-bench drops them). Deterministic for a seed.
     """
     if concurrency < 1 or num_requests < 0:
@@ -114,9 +115,8 @@ def replay_closed_loop(
             )
         )
 
-    # genai-bench starts its users through locust at spawn_rate = concurrency users
-    # per second: user i sends its first request at i / spawn_rate seconds.
-    rate = float(spawn_rate) if spawn_rate is not None else float(concurrency)
+    # user i sends its first request at i / spawn_rate seconds (all at 0 by default).
+    rate = float(spawn_rate) if spawn_rate is not None else float("inf")
     starts = [
         user / rate if 0 < rate < float("inf") else 0.0
         for user in range(min(concurrency, num_requests))

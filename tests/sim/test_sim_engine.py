@@ -239,16 +239,6 @@ def test_max_time_drops_requests_in_flight():
     assert all(r.end_s is None for r in recs if not r.ok)
 
 
-def test_one_virtual_benchmark_is_fast():
-    t0 = time.perf_counter()
-    for c in (16, 64):
-        eng = build_engine({}, **M)
-        replay_closed_loop(
-            eng, concurrency=c, num_requests=200, sample_lengths=lambda r: (1024, 256)
-        )
-    assert time.perf_counter() - t0 < 0.3
-
-
 def test_predict_reports_throughput_consistent_with_latency():
     out = predict(**M, tp=1, isl=1024, osl=128, concurrency=8, num_requests=64)
     assert out["simulated"] is True and out["num_completed_requests"] == 64
@@ -261,7 +251,7 @@ def test_predict_reports_throughput_consistent_with_latency():
 def test_users_spawn_like_genai_bench():
     eng = build_engine({}, **M)
     recs = replay_closed_loop(
-        eng, concurrency=10, num_requests=20, sample_lengths=lambda r: (128, 8)
+        eng, concurrency=10, num_requests=20, sample_lengths=lambda r: (128, 8), spawn_rate=10
     )
     first = {}
     for r in recs:
@@ -269,12 +259,8 @@ def test_users_spawn_like_genai_bench():
     assert [first[u] for u in range(10)] == pytest.approx([u / 10 for u in range(10)])
     eng = build_engine({}, **M)
     recs = replay_closed_loop(
-        eng,
-        concurrency=10,
-        num_requests=20,
-        sample_lengths=lambda r: (128, 8),
-        spawn_rate=float("inf"),
-    )
+        eng, concurrency=10, num_requests=20, sample_lengths=lambda r: (128, 8)
+    )  # the default: all users at once, as genai-bench starts them
     assert sorted(r.start_s for r in recs)[:10] == [0.0] * 10
 
 
