@@ -25,7 +25,6 @@ TRUSTED_TARGETS = [
     "autotune.*",
     "launchers.*",
     "logging.*",
-    "rich.logging.RichHandler",
     "hydra_plugins.*",
     "optuna.*",
 ]

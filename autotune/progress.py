@@ -1,23 +1,33 @@
-"""Terminal progress: one live line per trial, one summary line when it ends.
+"""Terminal output: live progress and logs on stderr, results on stdout.
 
-Uses rich's shared console, so log records rendered by rich's handler interleave
-cleanly with the live line.
+``console`` (stderr) carries the live line per trial and every log record (the
+logging handler in conf/hydra/ is :func:`rich_handler`, bound to this console, so
+the two interleave cleanly). ``results`` (stdout) carries what a study produces:
+the table of trials and the best trial, so ``> results.txt`` keeps just those.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from rich import get_console
+from rich.console import Console
+from rich.logging import RichHandler
 from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
-# The shared console: rich.logging.RichHandler (conf/hydra/job_logging) prints to it too.
-console = get_console()
-if not console.is_terminal:
-    # Logs and CI capture: rich would fold tables to 80 columns.
-    console.width = max(console.width, 160)
+console = Console(stderr=True)
+results = Console()
+for _c in (console, results):
+    if not _c.is_terminal:
+        # Logs and CI capture: rich would fold tables to 80 columns.
+        _c.width = max(_c.width, 160)
+
+
+def rich_handler(**kwargs: Any) -> RichHandler:
+    """The logging handler of conf/hydra/*_logging: rich, on the progress console."""
+    return RichHandler(console=console, **kwargs)
 
 
 class TrialProgress:
@@ -81,13 +91,13 @@ def print_summary(title: str, rows: list[dict], best: dict | None, simulated: bo
                 for k in ("trial", "status", "flags", "objective", "tput", "ttft", "tpot")
             ]
         )
-    console.print(table)
+    results.print(table)
     if best is None:
-        console.print(
+        results.print(
             "[red]No trial succeeded.[/] See the failure tags in MLflow and docs/troubleshooting.md."
         )
     else:
-        console.print(
+        results.print(
             f"[bold green]Best trial:[/] {escape(str(best['trial']))}  {escape(best['flags'])}  "
             f"objective={best['objective']}  (MLflow run {best['run_id']})",
             highlight=False,
