@@ -119,6 +119,8 @@ class StudyCallback(Callback):
             client, exp_id = tracking.connect(uri, cfg.tracking.experiment)
         except tracking.TrackingError as e:
             _fail("Tracking store unavailable:", [str(e)])
+        for run_id in tracking.close_orphaned_runs(client, exp_id):
+            log.warning("closed run %s left RUNNING by a tuner that was killed", run_id)
         objective = Objective.from_config(cfg.objective)
         simulated = bool(cfg.deploy.get("simulated"))
         if cfg.study.name or resumable(cfg):
@@ -145,6 +147,7 @@ class StudyCallback(Callback):
                     "autotune.sweep_dir": str(self.sweep_dir),
                     "autotune.n_trials": n_trials if n_trials is not None else "",
                     "autotune.command": " ".join(sys.argv[1:]),
+                    tracking.OWNER: tracking.owner_id(),
                 },
             )
         self.parent.params(

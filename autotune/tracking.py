@@ -18,11 +18,13 @@ import functools
 import logging
 import math
 import os
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psutil
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -35,6 +37,9 @@ ROLE, STATUS, FAILURE, PHASE = (
     "autotune.phase",
 )
 SIMULATED, STUDY, PARENT = "autotune.simulated", "autotune.study", "mlflow.parentRunId"
+# "<pid>@<host>" of the process that runs a sweep or trial: lets the next start close
+# runs whose process was SIGKILLed (it could not close them itself).
+OWNER = "autotune.owner"
 # MLflow limits: 6000 characters per param value; batches of 100 params / 1000 metrics.
 _PARAM_MAX = 6000
 
@@ -177,6 +182,7 @@ class RunLogger:
     def reopen(self) -> None:
         """Mark a finished run RUNNING again (a resumed study)."""
         self.client.update_run(self.run_id, status="RUNNING")
+        self.client.set_tag(self.run_id, OWNER, owner_id())
 
 
 def create_run(
@@ -188,6 +194,36 @@ def create_run(
 ) -> RunLogger:
     run = client.create_run(experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
     return RunLogger(client, run.info.run_id, deferred=deferred)
+
+
+def owner_id() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _owner_dead(owner: str | None) -> bool:
+    """True only when the owner ran on this host and its process is gone."""
+    if not owner or "@" not in owner:
+        return False
+    pid, host = owner.split("@", 1)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return not psutil.pid_exists(int(pid))
+
+
+def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs whose process on this host no longer exists."""
+    closed = []
+    running = client.search_runs(
+        [experiment_id],
+        filter_string="attributes.status = 'RUNNING'",
+        max_results=1000,
+    )
+    for run in running:
+        if _owner_dead(run.data.tags.get(OWNER)):
+            client.set_tag(run.info.run_id, STATUS, "interrupted")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+    return closed
 
 
 def find_sweep_run(client: MlflowClient, experiment_id: str, study: str) -> RunLogger | None:

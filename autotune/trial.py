@@ -104,6 +104,7 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
             "autotune.deploy": cfg.deploy.name,
             "autotune.runtime": cfg.runtime.name,
             "autotune.host": os.uname().nodename,
+            tracking.OWNER: tracking.owner_id(),
         },
         deferred=launcher.instant,
     )

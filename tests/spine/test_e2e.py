@@ -157,3 +157,39 @@ def test_interrupt_stops_the_engine_and_closes_the_runs(tmp_path, sig):
     assert (parent["status"] == "KILLED").all(), out[-2000:]
     assert len(trials) == 1 and trials.iloc[0]["status"] == "KILLED"
     assert trials.iloc[0]["tags.autotune.failure"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_tuner_is_cleaned_up_at_the_next_start(tmp_path):
+    """SIGKILL cannot be caught: the next start stops the engine and closes the runs."""
+    env = {**os.environ, "AUTOTUNE_STATE_DIR": str(tmp_path / "state")}
+    cmd = [sys.executable, "-m", "autotune", "-m", "params.mem=0.7,0.8",
+           "benchmark.concurrency=[4]", "benchmark.max_requests_per_run=200",
+           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    tuner = psutil.Process(proc.pid)
+    engine = None
+    deadline = time.monotonic() + 120
+    while engine is None and time.monotonic() < deadline:
+        for k in tuner.children(recursive=True):
+            if "autotune.sim.server" in " ".join(k.cmdline()):
+                engine = k
+        time.sleep(0.5)
+    assert engine is not None, "the engine never started"
+    proc.kill()
+    proc.wait(timeout=10)
+    assert engine.is_running()  # orphaned: nobody stopped it
+    parent, trials = runs(tmp_path)
+    assert (parent["status"] == "RUNNING").all() and (trials["status"] == "RUNNING").all()
+
+    again = autotune(tmp_path, "params.not-a-flag=1")  # fails validation before reaping
+    assert again.returncode == 2 and engine.is_running()
+    again = autotune(tmp_path, "-m", "params.mem=0.7", *SMALL)
+    assert again.returncode == 0, again.stderr[-2000:]
+    engine.wait(timeout=10)  # reaped by the second start
+    assert not engine.is_running()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    df = mlflow.search_runs(search_all_experiments=True)
+    assert not (df["status"] == "RUNNING").any()
+    assert (df["status"] == "KILLED").sum() == 2  # the killed sweep and its trial
