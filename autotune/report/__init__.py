@@ -1,0 +1,139 @@
+"""Results people can act on: the study report, its figures, the best-config export.
+
+    python -m autotune.report                       # the newest study: table, best, gain, figures
+    python -m autotune.report --run <id> --format md
+    python -m autotune.report --compare RUN_A RUN_B
+
+At the end of every study the sweep driver calls :func:`publish_study`, which
+exports the best configuration (:mod:`autotune.export`) and draws the figures
+(:mod:`autotune.figures`), on the sweep run and next to the sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from autotune.report.records import StudyNotFound, StudyRecord, TrialRecord, find_sweep, load_study
+from autotune.report.summary import best_trial, chosen_trial, summarize
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "StudyNotFound",
+    "StudyRecord",
+    "TrialRecord",
+    "best_trial",
+    "build_report",
+    "chosen_trial",
+    "find_sweep",
+    "load_study",
+    "publish_study",
+    "summarize",
+]
+
+REPORT_FILE = "report.md"
+
+
+def existing_exports(client: Any, study: StudyRecord) -> list[dict[str, Any]]:
+    """The best-config exports already on the sweep run (``best/``), as report data."""
+    from autotune.export import EXPORT_DIR, PARAMS_FILE
+
+    try:
+        arts = client.list_artifacts(study.run_id, EXPORT_DIR)
+    except Exception:
+        return []
+    files = [Path(a.path).name for a in arts if not a.is_dir]
+    if not files:
+        return []
+    local = Path(study.sweep_dir) / EXPORT_DIR if study.sweep_dir else None
+    directory = str(local) if local is not None and local.is_dir() else f"<download {EXPORT_DIR}/>"
+    return [
+        {
+            "directory": directory,
+            "artifact_path": EXPORT_DIR,
+            "files": files,
+            "reproduce": f"python -m autotune --config-dir {directory} --config-name "
+            f"{Path(PARAMS_FILE).stem}",
+        }
+    ]
+
+
+def figures_dir_for(study: StudyRecord, fallback: Path | None = None) -> Path:
+    """``<sweep dir>/figures`` when the sweep directory is on this machine, else ``fallback``."""
+    if study.sweep_dir and Path(study.sweep_dir).is_dir():
+        return Path(study.sweep_dir) / "figures"
+    return fallback or Path.cwd() / "autotune-report" / study.name / "figures"
+
+
+def draw_figures(client: Any, study: StudyRecord, out_dir: Path, attach: bool = True) -> list[Path]:
+    """Save the study's figures as PNGs and attach them to the sweep run under ``figures/``."""
+    from autotune.figures import log_figures, save_figures, study_figures
+
+    paths = save_figures(study_figures(study), out_dir)
+    if attach:
+        log_figures(client, study.run_id, paths)
+    return paths
+
+
+def build_report(
+    client: Any,
+    study: StudyRecord,
+    figures_dir: Path | None = None,
+    figures: bool = True,
+    attach: bool = True,
+    rule: str | None = None,
+) -> dict[str, Any]:
+    """The report's data; draws (and attaches) the figures on the way."""
+    summary = summarize(study, rule)
+    summary["exports"] = existing_exports(client, study)
+    summary["figures"] = []
+    if figures:
+        try:
+            paths = draw_figures(client, study, figures_dir or figures_dir_for(study), attach)
+            summary["figures"] = [str(p) for p in paths]
+        except Exception as e:  # figures are a bonus: the table must still print
+            log.warning("could not draw the figures: %s: %s", type(e).__name__, e)
+    return summary
+
+
+def publish_study(
+    cfg: Any, info: Any, client: Any, sweep_dir: Path | None
+) -> dict[str, Any] | None:
+    """End of a study: export the best configuration, draw the figures, attach both.
+
+    Called once by the sweep driver after the study table is printed
+    (``StudyCallback._summarize``). Never raises: a study's results stay recorded
+    whatever goes wrong here; problems are logged.
+
+        publish_study(cfg, self.info, client, self.sweep_dir)
+    """
+    from autotune.export import describe, export_study
+    from autotune.progress import results
+    from autotune.report.render import markdown
+
+    exports = []
+    try:
+        exports = export_study(cfg, info, client, info.parent_run_id, sweep_dir)
+    except Exception:
+        log.exception("could not export the best configuration")
+    try:
+        study = load_study(client, info.parent_run_id)
+        out = Path(sweep_dir) / "figures" if sweep_dir is not None else None
+        summary = build_report(client, study, figures_dir=out)
+        client.log_text(info.parent_run_id, markdown(summary), REPORT_FILE)
+    except Exception:
+        log.exception("could not draw the study's figures")
+        summary = None
+    if exports:
+        sim = " [magenta](SIMULATED: confirm on a real engine)[/]" if info.simulated else ""
+        results.print(f"[bold]Best configuration exported[/]{sim}:", highlight=False)
+        results.print(describe(exports), highlight=False, markup=False)
+    if summary and summary["figures"]:
+        results.print(
+            "Figures: " + ", ".join(summary["figures"]) + "; report: python -m autotune.report",
+            highlight=False,
+            markup=False,
+        )
+    return summary

@@ -1,0 +1,325 @@
+"""What a study found, decided from its records: best trial, Pareto front, gain over baseline.
+
+Pure functions of :class:`~autotune.report.records.StudyRecord`; no MLflow, no files.
+
+    best = best_trial(study)                   # single objective; ties broken as below
+    front = pareto_front(study.feasible_trials(), ["output_throughput_tok_s", "ttft_p99_ms"],
+                         ["maximize", "minimize"])
+    gain = objective_gain(study, best)         # None when the study has no usable baseline
+
+Ties (equal objective, common on the simulator when a flag does not matter at the
+load tested) go to the lower p99 TTFT, then the lower mean TPOT, then the most recent
+trial (the freshest measurement).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from autotune.report.records import StudyRecord, TrialRecord
+
+THROUGHPUT, TTFT_P99, TPOT_MEAN, E2E_P99 = (
+    "output_throughput_tok_s",
+    "ttft_p99_ms",
+    "tpot_mean_ms",
+    "e2e_p99_ms",
+)
+# Metrics every report shows, with the direction that counts as better.
+KEY_METRICS = {
+    THROUGHPUT: "maximize",
+    TTFT_P99: "minimize",
+    TPOT_MEAN: "minimize",
+    E2E_P99: "minimize",
+}
+
+
+def unit(metric: str) -> str:
+    """The unit of a metric, from its name.
+
+    >>> unit("c32.ttft_p99_ms"), unit("output_throughput_tok_s"), unit("error_rate")
+    ('ms', 'tok/s', 'fraction')
+    """
+    if metric.endswith("_ms"):
+        return "ms"
+    if metric.endswith("_tok_s"):
+        return "tok/s"
+    if metric.endswith("requests_per_s"):
+        return "req/s"
+    if metric.endswith("_s"):
+        return "s"
+    if metric.endswith("rate"):
+        return "fraction"
+    return ""
+
+
+def label(metric: str) -> str:
+    """A human label with unit: ``ttft_p99_ms`` → ``p99 TTFT (ms)``.
+
+    >>> label("output_throughput_tok_s")
+    'output throughput (tok/s)'
+    >>> label("c32.ttft_p99_ms")
+    'p99 TTFT at concurrency 32 (ms)'
+    """
+    level = ""
+    name = metric
+    if metric.startswith("c") and "." in metric and metric[1 : metric.index(".")].isdigit():
+        level = f" at concurrency {metric[1 : metric.index('.')]}"
+        name = metric[metric.index(".") + 1 :]
+    words = {
+        THROUGHPUT: "output throughput",
+        "input_throughput_tok_s": "input throughput",
+        "total_throughput_tok_s": "total throughput",
+        "requests_per_s": "request throughput",
+        "error_rate": "error rate",
+    }
+    if name in words:
+        text = words[name]
+    else:
+        parts = name.rsplit("_", 2)
+        if len(parts) == 3 and parts[2] in ("ms", "s"):
+            text = f"{parts[1]} {parts[0].upper()}"
+        else:
+            text = name.replace("_", " ")
+    u = unit(name)
+    return f"{text}{level}" + (f" ({u})" if u else "")
+
+
+def _better(a: float, b: float, direction: str) -> bool:
+    return a > b if direction == "maximize" else a < b
+
+
+def _rank_key(t: TrialRecord, direction: str) -> tuple:
+    value = t.values[0] if t.values else math.nan
+    primary = -value if direction == "maximize" else value
+    m = t.metrics
+    return (primary, m.get(TTFT_P99, math.inf), m.get(TPOT_MEAN, math.inf), -t.index)
+
+
+def best_trial(study: StudyRecord) -> TrialRecord | None:
+    """The single-objective best trial (None if no trial succeeded or multi-objective)."""
+    if study.multi_objective:
+        return None
+    ok = [t for t in study.ok_trials() if t.values and math.isfinite(t.values[0])]
+    if not ok:
+        return None
+    return min(ok, key=lambda t: _rank_key(t, study.directions[0]))
+
+
+def tied_with(study: StudyRecord, best: TrialRecord | None) -> list[TrialRecord]:
+    """Other successful trials whose objective equals the best one's exactly."""
+    if best is None or not best.values:
+        return []
+    return [t for t in study.ok_trials() if t.run_id != best.run_id and t.values == best.values]
+
+
+def dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
+    """Is point ``a`` at least as good as ``b`` everywhere and better somewhere?
+
+    >>> dominates([2, 100], [1, 100], ["maximize", "minimize"])
+    True
+    >>> dominates([2, 200], [1, 100], ["maximize", "minimize"])
+    False
+    """
+    not_worse = all(not _better(y, x, d) for x, y, d in zip(a, b, directions, strict=True))
+    return not_worse and any(_better(x, y, d) for x, y, d in zip(a, b, directions, strict=True))
+
+
+def pareto_front(
+    trials: list[TrialRecord], metrics: list[str] | None, directions: list[str]
+) -> list[TrialRecord]:
+    """Non-dominated trials on ``metrics`` (None: their objective values), sorted on the first."""
+
+    def point(t: TrialRecord) -> list[float] | None:
+        vals = t.values if metrics is None else [t.metrics.get(m) for m in metrics]
+        if vals is None or any(v is None or not math.isfinite(v) for v in vals):
+            return None
+        return list(vals)
+
+    pts = [(t, p) for t in trials if (p := point(t)) is not None]
+    front = [
+        (t, p) for t, p in pts if not any(dominates(q, p, directions) for _, q in pts if q != p)
+    ]
+    # Equal points: keep one (the most recent), as best_trial would.
+    seen: dict[tuple, tuple] = {}
+    for t, p in front:
+        if tuple(p) not in seen or t.index > seen[tuple(p)][0].index:
+            seen[tuple(p)] = (t, p)
+    ordered = sorted(seen.values(), key=lambda tp: tp[1][0])
+    return [t for t, _ in ordered]
+
+
+def study_front(study: StudyRecord) -> list[TrialRecord]:
+    """The study's Pareto-optimal trials on its objectives (multi-objective studies)."""
+    pool = study.feasible_trials() or study.ok_trials()
+    return pareto_front(pool, None, study.directions)
+
+
+def parse_rule(rule: str) -> tuple[str, str]:
+    """``max:output_throughput_tok_s`` → (maximize, metric).
+
+    >>> parse_rule("min:ttft_p99_ms")
+    ('minimize', 'ttft_p99_ms')
+    """
+    how, _, metric = rule.partition(":")
+    direction = {"max": "maximize", "maximize": "maximize", "min": "minimize"}.get(how)
+    direction = direction or ("minimize" if how == "minimize" else None)
+    if direction is None or not metric:
+        raise ValueError(f"export pick rule {rule!r}: use max:<metric> or min:<metric>")
+    return direction, metric
+
+
+def chosen_trial(study: StudyRecord, rule: str | None = None) -> TrialRecord | None:
+    """The trial a study recommends.
+
+    Single objective: :func:`best_trial`. Multi-objective: among the Pareto-optimal
+    trials that meet the SLOs, the best by ``rule`` (``max:<metric>`` /
+    ``min:<metric>``), by default the best on the first objective.
+    """
+    if not study.multi_objective:
+        return best_trial(study)
+    front = study_front(study)
+    if not front:
+        return None
+    if rule is None:
+        direction = study.directions[0]
+        score = {t.run_id: t.values[0] for t in front if t.values}
+    else:
+        direction, metric = parse_rule(rule)
+        score = {t.run_id: t.metrics[metric] for t in front if metric in t.metrics}
+        if not score:
+            return None
+    scored = [t for t in front if t.run_id in score]
+    return min(
+        scored,
+        key=lambda t: (-score[t.run_id] if direction == "maximize" else score[t.run_id], -t.index),
+    )
+
+
+@dataclass
+class Gain:
+    """A metric of the best trial against the baseline; ``change`` > 0 means better."""
+
+    metric: str
+    direction: str
+    baseline: float
+    best: float
+
+    @property
+    def change(self) -> float:
+        if self.baseline == 0:
+            return 0.0 if self.best == 0 else math.inf
+        rel = (self.best - self.baseline) / abs(self.baseline)
+        return rel if self.direction == "maximize" else -rel
+
+    def describe(self) -> str:
+        """``output throughput (tok/s): 1482 → 1665 (+12.3 % better)``"""
+        u = unit(self.metric)
+        pct = self.change * 100
+        word = "better" if pct > 0.05 else "worse" if pct < -0.05 else "same"
+        return (
+            f"{label(self.metric)}: {self.baseline:.4g} → {self.best:.4g}"
+            f"{' ' + u if u and u != 'fraction' else ''} ({abs(pct):.1f} % {word})"
+        )
+
+
+def gains(best: TrialRecord, baseline: TrialRecord, metrics: dict[str, str]) -> list[Gain]:
+    """Gains on ``metrics`` (name → direction) that both trials measured."""
+    return [
+        Gain(m, d, baseline.metrics[m], best.metrics[m])
+        for m, d in metrics.items()
+        if m in best.metrics and m in baseline.metrics
+    ]
+
+
+def baseline_note(study: StudyRecord) -> str | None:
+    """Why there is no gain over the baseline, or None when there is one to compute."""
+    base = study.baseline()
+    if base is None:
+        return (
+            "This study has no baseline trial (the engine's default flags), so there is "
+            "no gain to report; search.baseline=true runs one first."
+        )
+    if not base.ok:
+        return f"The baseline trial {base.name} failed ({base.failure or 'no score'}): no gain to report."
+    if base.feasible is False:
+        return f"The baseline trial {base.name} missed the SLOs; gains below compare raw metrics."
+    return None
+
+
+def objective_gain(study: StudyRecord, best: TrialRecord | None) -> Gain | None:
+    """The best trial's objective against the baseline's (single objective, both feasible)."""
+    base = study.baseline()
+    if (
+        best is None
+        or base is None
+        or not base.ok
+        or study.multi_objective
+        or base.feasible is False
+        or best.feasible is False
+    ):
+        return None
+    return Gain(study.metrics[0], study.directions[0], base.values[0], best.values[0])
+
+
+def slo_state(t: TrialRecord, study: StudyRecord) -> str:
+    """``pass`` | ``FAIL`` | ``-`` (no SLOs, or the trial was not scored)."""
+    if not study.slo or not t.ok or t.feasible is None:
+        return "-"
+    return "pass" if t.feasible else "FAIL"
+
+
+def trial_dict(t: TrialRecord, study: StudyRecord) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "run_id": t.run_id,
+        "index": t.index,
+        "status": t.status,
+        "failure": t.failure,
+        "baseline": t.baseline,
+        "slo": slo_state(t, study),
+        "flags": dict(sorted(t.flags.items())),
+        "objective": t.values,
+        **{m: t.metrics.get(m) for m in (*KEY_METRICS, "error_rate")},
+    }
+
+
+def summarize(study: StudyRecord, rule: str | None = None) -> dict[str, Any]:
+    """Everything the report shows, as JSON-ready data."""
+    best = chosen_trial(study, rule)
+    base = study.baseline()
+    obj_gain = objective_gain(study, best)
+    other_gains = gains(best, base, KEY_METRICS) if best and base and base.ok else []
+    n_failed = sum(1 for t in study.trials if t.status == "failed")
+    return {
+        "study": study.name,
+        "run_id": study.run_id,
+        "experiment": study.experiment,
+        "status": study.status,
+        "simulated": study.simulated,
+        "target": study.describe_target(),
+        "sweep_dir": study.sweep_dir,
+        "objective": {
+            "metrics": study.metrics,
+            "directions": study.directions,
+            "slo": study.slo,
+        },
+        "progress": {
+            "trials_done": len([t for t in study.trials if t.status != "running"]),
+            "trials_failed": n_failed,
+            "trials_total": study.n_trials,
+        },
+        "trials": [trial_dict(t, study) for t in study.trials],
+        "best": None
+        if best is None
+        else {
+            **trial_dict(best, study),
+            "tied_with": [t.name for t in tied_with(study, best)],
+        },
+        "baseline": None if base is None else trial_dict(base, study),
+        "gain": None if obj_gain is None else {**asdict(obj_gain), "change": obj_gain.change},
+        "gains": [{**asdict(g), "change": g.change} for g in other_gains],
+        "baseline_note": baseline_note(study),
+        "pareto": [t.name for t in study_front(study)] if study.multi_objective else [],
+    }
