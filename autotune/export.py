@@ -23,13 +23,11 @@ config).render(spec)``), never from templates of our own.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import shlex
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from autotune.launcher import LaunchSpec, TrialFailure, create_launcher
 from autotune.params import normalize
-from autotune.report.records import StudyRecord, TrialRecord, load_study
+from autotune.report.records import MASKED, StudyRecord, TrialRecord, load_study, trial_config
 from autotune.report.summary import chosen_trial, label, study_front, tied_with
 from autotune.secrets import MASK
 
@@ -57,8 +55,6 @@ _NOT_REPRODUCED = ("hydra", "study", "search", "dry_run")
 # the deployment.
 _TUNER_LABELS = ("autotune.managed=", "autotune.owner=")
 _TUNER_ANNOTATIONS = ("autotune.io/owner:",)
-# Stands for a scrubbed secret in a trial's config (never written to params.yaml).
-MASKED = "__autotune_masked__"
 
 
 @dataclass
@@ -327,7 +323,7 @@ def launch_files(
 # -- the export ------------------------------------------------------------------------------
 def _header(study: StudyRecord, trial: TrialRecord, what: str, extra: list[str]) -> list[str]:
     values = ", ".join(
-        f"{label(m)} {v:.4g}" for m, v in zip(study.metrics, trial.values or [], strict=False)
+        f"{lb} {v:.4g}" for lb, v in zip(study.objective_labels(), trial.values or [], strict=False)
     )
     lines = [
         f"autotune: {what}",
@@ -377,32 +373,6 @@ def _readme(study: StudyRecord, trial: TrialRecord, export: Export, tied: list[s
         f"| metric | value |\n|---|---|\n{metrics}\n\n{listing}\n\n"
         f"Reproduce:\n\n    {export.reproduce}\n" + (f"\nNotes:{notes}\n" if notes else "")
     )
-
-
-def trial_config(client: Any, run_id: str) -> dict[str, Any]:
-    """The trial's resolved config (its ``config.yaml`` artifact).
-
-    Secrets were scrubbed from the text after it was dumped, so a masked value may
-    be a bare ``***`` (a YAML alias): it is read back as :data:`MASKED`.
-    """
-    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
-        path = client.download_artifacts(run_id, "config.yaml", tmp)
-        return yaml.safe_load(Path(path).read_text().replace(MASK, MASKED))
-
-
-@contextlib.contextmanager
-def _quiet_downloads() -> Iterator[None]:
-    """No MLflow download progress bar in the study's output (restored afterwards)."""
-    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    before = os.environ.get(key)
-    os.environ[key] = "false"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
 
 
 def export_trial(

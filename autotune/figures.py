@@ -162,7 +162,7 @@ def history_figure(study: StudyRecord) -> Figure:
                 va="bottom",
             )
         ax.set_xlabel("trial index (order run)")
-        ax.set_ylabel(f"{label(metric)} — {direction}")
+        ax.set_ylabel(f"{study.objective_labels()[k]} — {direction}")
         ax.set_title(
             f"objective {k + 1}: {direction} {metric}" if n > 1 else f"{direction} {metric}"
         )

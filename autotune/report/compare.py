@@ -65,11 +65,11 @@ def compare_rows(
     ]
     same_objective = a["objective"] == b["objective"]
     if a["best"] and b["best"] and same_objective:
-        for i, (m, d) in enumerate(
-            zip(a["objective"]["metrics"], a["objective"]["directions"], strict=True)
+        for i, (lb, d) in enumerate(
+            zip(a["objective"]["labels"], a["objective"]["directions"], strict=True)
         ):
             va, vb = a["best"]["objective"][i], b["best"]["objective"][i]
-            rows.append(text(f"objective: {label(m)}", f"{va:.4g}", f"{vb:.4g}", _delta(va, vb, d)))
+            rows.append(text(f"objective: {lb}", f"{va:.4g}", f"{vb:.4g}", _delta(va, vb, d)))
     elif not same_objective:
         rows.append(
             text("objective", json.dumps(a["objective"]), json.dumps(b["objective"]), "differs")

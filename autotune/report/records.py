@@ -12,8 +12,13 @@ that knows those names and turns them into :class:`StudyRecord` /
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from autotune import tracking
@@ -82,6 +87,19 @@ class StudyRecord:
     n_trials: int | None
     trials: list[TrialRecord] = field(default_factory=list)
     progress: dict[str, float] = field(default_factory=dict)  # parent metrics, latest values
+    # Where the objective is read: one concurrency level, else across levels.
+    objective_concurrency: int | None = None
+    across_levels: str = "pooled"
+
+    def objective_labels(self) -> list[str]:
+        """``output throughput at concurrency 32 (tok/s)`` per objective term."""
+        from autotune.report.summary import label
+
+        if self.objective_concurrency is not None:
+            return [label(f"c{self.objective_concurrency}.{m}") for m in self.metrics]
+        if self.across_levels != "pooled":
+            return [f"{label(m)}, {self.across_levels} of the levels" for m in self.metrics]
+        return [label(m) for m in self.metrics]
 
     @property
     def multi_objective(self) -> bool:
@@ -193,6 +211,7 @@ def load_study(client: Any, run_id: str) -> StudyRecord:
     trials = [trial_from_run(r, len(directions)) for r in runs]
     trials.sort(key=lambda t: (t.index if t.index >= 0 else 1 << 30, t.start_time))
     n_trials = tags.get("autotune.n_trials") or ""
+    level, across = _objective_view(client, params, trials)
     return StudyRecord(
         run_id=run_id,
         name=tags.get(tracking.STUDY) or run.info.run_name or run_id,
@@ -210,7 +229,65 @@ def load_study(client: Any, run_id: str) -> StudyRecord:
         n_trials=int(n_trials) if n_trials.isdigit() else None,
         trials=trials,
         progress=dict(run.data.metrics),
+        objective_concurrency=level,
+        across_levels=across,
     )
+
+
+def _objective_view(
+    client: Any, params: dict[str, str], trials: list[TrialRecord]
+) -> tuple[int | None, str]:
+    """Concurrency level and level mode of the objective (a trial's config.yaml says)."""
+    if "objective.concurrency" in params:  # newer sweep runs record it
+        level = params["objective.concurrency"]
+        return (int(level) if level.isdigit() else None), params.get(
+            "objective.across_levels", "pooled"
+        )
+    for t in trials[:1]:
+        try:
+            objective = trial_config(client, t.run_id).get("objective") or {}
+        except Exception as e:  # no artifact (an old or foreign run): assume pooled
+            log.debug("no config.yaml on %s: %s", t.run_id, e)
+            break
+        level = objective.get("concurrency")
+        return (int(level) if level is not None else None), str(
+            objective.get("across_levels") or "pooled"
+        )
+    return None, "pooled"
+
+
+# Stands for a scrubbed secret in a trial's config (never written anywhere).
+MASKED = "__autotune_masked__"
+
+
+def trial_config(client: Any, run_id: str) -> dict[str, Any]:
+    """A trial's resolved config (its ``config.yaml`` artifact).
+
+    Secrets were scrubbed from the text after it was dumped, so a masked value may
+    be a bare ``***`` (a YAML alias): it is read back as :data:`MASKED`.
+    """
+    import yaml
+
+    from autotune.secrets import MASK
+
+    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
+        path = client.download_artifacts(run_id, "config.yaml", tmp)
+        return yaml.safe_load(Path(path).read_text().replace(MASK, MASKED))
+
+
+@contextlib.contextmanager
+def _quiet_downloads() -> Iterator[None]:
+    """No MLflow download progress bar in the study's output (restored afterwards)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def find_sweep(client: Any, experiment: str | None = None, run: str | None = None) -> Any:

@@ -73,7 +73,7 @@ def banner(s: dict[str, Any]) -> str | None:
 
 def objective_line(s: dict[str, Any]) -> str:
     o = s["objective"]
-    terms = ", ".join(f"{d} {label(m)}" for m, d in zip(o["metrics"], o["directions"], strict=True))
+    terms = ", ".join(f"{d} {lb}" for lb, d in zip(o["labels"], o["directions"], strict=True))
     slo = ", ".join(f"{k} ≤ {v:g}" for k, v in o["slo"].items()) or "none"
     return f"Objective: {terms}; SLOs: {slo}"
 
@@ -93,7 +93,7 @@ def best_lines(s: dict[str, Any]) -> list[str]:
         ]
     o = s["objective"]
     values = ", ".join(
-        f"{label(m)} {v:.4g}" for m, v in zip(o["metrics"], best["objective"] or [], strict=False)
+        f"{lb} {v:.4g}" for lb, v in zip(o["labels"], best["objective"] or [], strict=False)
     )
     kind = "Chosen trial (Pareto-optimal)" if s["pareto"] else "Best trial"
     lines = [
@@ -114,7 +114,7 @@ def best_lines(s: dict[str, Any]) -> list[str]:
         g = s["gain"]
         lines.append(
             f"Gain over the baseline {base['name']} (engine defaults): "
-            f"{g['change'] * 100:+.1f} % on the objective ({label(g['metric'])} "
+            f"{g['change'] * 100:+.1f} % on the objective ({o['labels'][0]} "
             f"{g['baseline']:.4g} → {g['best']:.4g})"
         )
     if s["gains"] and base is not None:

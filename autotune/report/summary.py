@@ -303,6 +303,9 @@ def summarize(study: StudyRecord, rule: str | None = None) -> dict[str, Any]:
         "objective": {
             "metrics": study.metrics,
             "directions": study.directions,
+            "labels": study.objective_labels(),
+            "concurrency": study.objective_concurrency,
+            "across_levels": study.across_levels,
             "slo": study.slo,
         },
         "progress": {
