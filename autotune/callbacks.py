@@ -27,8 +27,8 @@ from autotune import registry
 
 if TYPE_CHECKING:
     from autotune import tracking
-from autotune.objective import Objective
-from autotune.progress import console, print_summary
+from autotune.objective import Objective, pareto_front
+from autotune.progress import console, print_pareto, print_summary
 from autotune.study import StudyInfo, study_name
 from autotune.validation import validate_study
 
@@ -247,16 +247,53 @@ class StudyCallback(Callback):
                 "tpot": f"{m['tpot_mean_ms']:.2f}" if "tpot_mean_ms" in m else "",
                 "run_id": r.info.run_id,
                 "value": m.get("objective"),
+                "values": [m.get(f"objective_{i}") for i in range(len(objective.directions))]
+                if len(objective.directions) > 1
+                else [m.get("objective")],
+                "ok": ok,
+                "feasible": ok and r.data.tags.get("autotune.feasible", "true") == "true",
             }
+            if len(objective.directions) > 1 and ok:
+                row["objective"] = ", ".join(f"{v:.4g}" for v in row["values"] if v is not None)
             rows.append(row)
-            single = len(objective.directions) == 1
-            if (
-                ok
-                and single
-                and row["value"] is not None
-                and (best is None or objective.better(row["value"], best["value"]))
-            ):
-                best = row
+        # The best trial meets the SLOs when any trial does; a study where none does
+        # still names the one that came closest (its score grades the miss).
+        pool = [r for r in rows if r["feasible"]] or [r for r in rows if r["ok"]]
+        pool = [r for r in pool if None not in r["values"]]
+        best, front = None, []
+        if len(objective.directions) == 1:
+            for row in pool:
+                if best is None or objective.better(row["value"], best["value"]):
+                    best = row
+            if best is not None and not best["feasible"]:
+                log.warning(
+                    "no trial met the SLOs %s; the closest is shown", dict(cfg.objective.slo)
+                )
+        else:
+            front = [
+                pool[i] for i in pareto_front([r["values"] for r in pool], objective.directions)
+            ]
+            for row in front:
+                row["pareto"] = True
+            self.parent.dict(
+                {
+                    "objectives": [
+                        f"{d}:{m}"
+                        for d, m in zip(objective.directions, objective.metrics, strict=True)
+                    ],
+                    "pareto_front": [
+                        {
+                            "trial": r["trial"],
+                            "run_id": r["run_id"],
+                            "flags": r["flags"],
+                            "values": r["values"],
+                        }
+                        for r in front
+                    ],
+                },
+                "pareto_front.json",
+            )
+            self.parent.metric("pareto_size", len(front))
         n_ok = sum(1 for r in rows if r["status"] == "ok")
         summary = {"trials_total": len(rows), "trials_ok": n_ok, "trials_failed": len(rows) - n_ok}
         self.parent.metrics(summary)
@@ -269,6 +306,8 @@ class StudyCallback(Callback):
                 **{"autotune.best_run_id": best["run_id"], "autotune.best_trial": best["trial"]}
             )
         print_summary(f"Study {self.info.name}", rows, best, self.info.simulated)
+        if len(objective.directions) > 1:
+            print_pareto(objective, front, self.info.simulated)
 
 
 def _in_interrupt() -> bool:

@@ -142,3 +142,20 @@ class Objective:
     def better(self, a: float, b: float) -> bool:
         """Is objective value ``a`` better than ``b`` (single objective)?"""
         return a > b if self.directions[0] == "maximize" else a < b
+
+
+def pareto_front(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
+    """Indices of the points no other point dominates (ties kept), in input order.
+
+    >>> pareto_front([(10, 5), (8, 3), (7, 6)], ["maximize", "minimize"])
+    [0, 1]
+    """
+    sign = [1.0 if d == "maximize" else -1.0 for d in directions]
+    scored = [[s * v for s, v in zip(sign, p, strict=True)] for p in points]
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x >= y for x, y in zip(a, b, strict=True)) and any(
+            x > y for x, y in zip(a, b, strict=True)
+        )
+
+    return [i for i, p in enumerate(scored) if not any(dominates(q, p) for q in scored)]

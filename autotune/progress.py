@@ -92,7 +92,9 @@ def print_summary(title: str, rows: list[dict], best: dict | None, simulated: bo
             ]
         )
     results.print(table)
-    if best is None:
+    if best is None and any(r.get("ok") for r in rows):
+        pass  # a multi-objective study: its result is the Pareto front, printed next
+    elif best is None:
         results.print(
             "[red]No trial succeeded.[/] See the failure tags in MLflow and docs/troubleshooting.md."
         )
@@ -102,3 +104,16 @@ def print_summary(title: str, rows: list[dict], best: dict | None, simulated: bo
             f"objective={best['objective']}  (MLflow run {best['run_id']})",
             highlight=False,
         )
+
+
+def print_pareto(objective, front: list[dict], simulated: bool) -> None:
+    """The Pareto-optimal trials of a multi-objective study."""
+    title = "Pareto front" + (" — SIMULATED results" if simulated else "")
+    table = Table(title=title, title_justify="left")
+    table.add_column("trial")
+    table.add_column("flags")
+    for d, m in zip(objective.directions, objective.metrics, strict=True):
+        table.add_column(f"{m} ({d})", justify="right")
+    for r in sorted(front, key=lambda r: r["values"][0]):
+        table.add_row(r["trial"], escape(r["flags"]), *[f"{v:.4g}" for v in r["values"]])
+    results.print(table)

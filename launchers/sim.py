@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autotune.launcher import Endpoint, LaunchSpec
+from autotune.failures import classify
+from autotune.launcher import Endpoint, Failure, LaunchSpec, TrialFailure
 from launchers.local import LocalLauncher
 
 SIM_TOKENIZER = Path(__file__).resolve().parents[1] / "autotune" / "sim" / "tokenizer"
@@ -93,6 +94,7 @@ class SimLauncher(LocalLauncher):
             f"profile={spec.model.sim_profile} gpu={self.gpu} dtype={spec.model.dtype} "
             f"flags={spec.params}\n"
         )
+        self._check_startup(spec, log_path)
         return Endpoint(
             base_url="virtual://sim",
             model_name=spec.served_name,
@@ -109,6 +111,28 @@ class SimLauncher(LocalLauncher):
                 },
             },
         )
+
+    def _check_startup(self, spec: LaunchSpec, log_path: Path) -> None:
+        """Fail like the real server would at start-up (e.g. KV pool too small)."""
+        from autotune.sim.settings import build_engine
+        from autotune.sim.types import SimStartupError
+
+        try:
+            build_engine(
+                dict(spec.params),
+                model=str(spec.model.sim_profile),
+                gpu=self.gpu,
+                dtype=str(spec.model.dtype),
+                seed=self.seed,
+            )
+        except SimStartupError as e:
+            with open(log_path, "a") as f:
+                f.write(f"RuntimeError: {e}\n")
+            found = classify(str(e), spec.runtime.failure_patterns) or Failure.CRASH.value
+            raise TrialFailure(
+                Failure(found) if found in Failure._value2member_map_ else Failure.CRASH,
+                f"the simulated engine fails at start-up: {e}",
+            ) from None
 
     def poll(self, endpoint: Endpoint) -> int | None:
         return None if endpoint.virtual else super().poll(endpoint)

@@ -1,0 +1,151 @@
+"""Model-based search end to end on the simulator: resume, failures, Pareto, parallel GPUs.
+
+Real Hydra + Optuna sweeper (autotune_optuna) + MLflow + Optuna storage on sqlite; the
+engine is the simulated SGLang, on the virtual clock unless a test needs real time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+
+VIRTUAL = ["deploy.clock=virtual"]
+
+
+def autotune(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AUTOTUNE_STATE_DIR": str(tmp_path / "state")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "autotune", *args, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def runs(tmp_path: Path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    df = mlflow.search_runs(search_all_experiments=True)
+    return df[df["tags.autotune.role"] == "sweep"], df[df["tags.autotune.role"] == "trial"]
+
+
+def study(tmp_path: Path) -> optuna.Study:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    (name,) = optuna.study.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+@pytest.mark.slow
+def test_rerunning_the_same_command_resumes_without_repeating_trials(tmp_path):
+    autotune(tmp_path, "search=tpe", "search.n_trials=3", *VIRTUAL)
+    first = {t.number: t.params for t in study(tmp_path).trials}
+    assert len(first) == 3
+    proc = autotune(tmp_path, "search=tpe", "search.n_trials=5", *VIRTUAL)
+    assert "3 trial(s) done, 2 to go" in proc.stderr
+    trials = study(tmp_path).trials
+    assert len(trials) == 5 and {t.number: t.params for t in trials[:3]} == first
+    parent, children = runs(tmp_path)
+    assert len(parent) == 1 and parent.iloc[0]["status"] == "FINISHED"
+    # baseline once + 5 searched trials, all nested under the one sweep run
+    assert len(children) == 6
+    assert (children["tags.autotune.baseline"] == "true").sum() == 1
+    assert (children["tags.mlflow.parentRunId"] == parent.iloc[0]["run_id"]).all()
+    assert children["tags.mlflow.runName"].is_unique
+    # a third run has nothing left to do
+    proc = autotune(tmp_path, "search=tpe", "search.n_trials=5", *VIRTUAL)
+    assert "already has its 5 trials" in proc.stderr
+    assert len(runs(tmp_path)[1]) == 6
+
+
+@pytest.mark.slow
+def test_a_study_where_a_third_of_trials_fail_completes_with_the_best_feasible(tmp_path):
+    # 0.05 and 0.06 of an H200 cannot hold the weights: SGLang's start-up failure.
+    proc = autotune(
+        tmp_path,
+        "search=random",
+        "search.n_trials=12",
+        "search.baseline=false",
+        "params.mem-fraction-static=0.05,0.06,0.7,0.8,0.9",
+        *VIRTUAL,
+    )
+    states = [t.state for t in study(tmp_path).trials]
+    failed = states.count(optuna.trial.TrialState.FAIL)
+    assert len(states) == 12 and 2 <= failed <= 9
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 12 - failed
+    _, children = runs(tmp_path)
+    bad = children[children["tags.autotune.status"] == "failed"]
+    assert len(bad) == failed and (bad["tags.autotune.failure"] == "oom").all()
+    assert (bad["params.mem-fraction-static"].astype(float) < 0.1).all()
+    ok = children[children["tags.autotune.status"] == "ok"]
+    assert (ok["metrics.objective"] > 0).all()
+    assert "Best trial:" in proc.stdout
+    assert study(tmp_path).best_value == pytest.approx(ok["metrics.objective"].max())
+
+
+@pytest.mark.slow
+def test_nsgaii_study_logs_a_pareto_front(tmp_path):
+    proc = autotune(
+        tmp_path, "search=nsgaii", "objective=pareto", "search.n_trials=6", *VIRTUAL,
+        "benchmark.concurrency=[8,64]",
+    )  # fmt: skip
+    assert "Pareto front" in proc.stdout
+    st = study(tmp_path)
+    assert [d.name for d in st.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert st.best_trials
+    parent, children = runs(tmp_path)
+    ok = children[children["tags.autotune.status"] == "ok"]
+    assert (ok["metrics.objective_0"] == ok["metrics.output_throughput_tok_s"]).all()
+    assert (ok["metrics.objective_1"] == ok["metrics.ttft_p99_ms"]).all()
+    client = mlflow.MlflowClient()
+    path = client.download_artifacts(parent.iloc[0]["run_id"], "pareto_front.json", str(tmp_path))
+    data = json.loads(Path(path).read_text())
+    assert data["objectives"] == ["maximize:output_throughput_tok_s", "minimize:ttft_p99_ms"]
+    values = [tuple(p["values"]) for p in data["pareto_front"]]
+    assert values and parent.iloc[0]["metrics.pareto_size"] == len(values)
+    # no point of the front is dominated by any successful trial
+    for tput, ttft in values:
+        assert not (
+            (ok["metrics.objective_0"] >= tput)
+            & (ok["metrics.objective_1"] <= ttft)
+            & ((ok["metrics.objective_0"] > tput) | (ok["metrics.objective_1"] < ttft))
+        ).any()
+
+
+@pytest.mark.slow
+def test_parallel_trials_never_share_a_gpu(tmp_path):
+    """Two trials at once (joblib launcher), tp-size 1 or 2, on a fake 3-GPU host."""
+    autotune(
+        tmp_path,
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "deploy.gpus=[0,1,2]",
+        "params.tp=1,2",
+        "params.mem=0.7,0.8",
+        "benchmark.concurrency=[4]",
+        "benchmark.max_requests_per_run=8",
+        'benchmark.scenarios=["D(256,64)"]',
+    )
+    _, t = runs(tmp_path)
+    assert len(t) == 4 and (t["tags.autotune.status"] == "ok").all()
+    gpus = {r["run_id"]: set(r["tags.autotune.gpus"].split(",")) for _, r in t.iterrows()}
+    for _, r in t.iterrows():
+        assert len(gpus[r["run_id"]]) == int(r["params.tp-size"])
+    overlapping = 0
+    rows = list(t.iterrows())
+    for i, (_, a) in enumerate(rows):
+        for _, b in rows[i + 1 :]:
+            if a["start_time"] < b["end_time"] and b["start_time"] < a["end_time"]:
+                overlapping += 1
+                assert not gpus[a["run_id"]] & gpus[b["run_id"]]
+    assert overlapping >= 1  # the two jobs did run at the same time
