@@ -445,8 +445,11 @@ def test_stream_first_token_at_ttft_fake(server_factory):
         e2e = time.monotonic() - t0
         conn.close()
         assert first is not None
-        assert abs(first - expected_ttft) < 0.008, (first, expected_ttft)
-        assert abs((e2e - first) - expected_decode) < 0.010, (e2e - first, expected_decode)
+        # Never early; late only by scheduling noise (a loaded 2-core CI box can add
+        # tens of ms): a server that ignored the step times would fail either bound.
+        assert expected_ttft - 0.002 < first < expected_ttft + 0.040, (first, expected_ttft)
+        decode = e2e - first
+        assert expected_decode - 0.005 < decode < expected_decode + 0.040, (decode, expected_decode)
 
 
 # ---------------------------------------------------------------------------
