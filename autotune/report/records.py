@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune import tracking
+from autotune.objective import higher_is_better
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,20 @@ class StudyRecord:
     # Where the objective is read: one concurrency level, else across levels.
     objective_concurrency: int | None = None
     across_levels: str = "pooled"
+    slo_concurrency: int | None = None
+
+    def slo_labels(self) -> dict[str, str]:
+        """``p99 TTFT at concurrency 32 (ms) ≤ 2000`` per SLO."""
+        from autotune.report.summary import label
+
+        level = self.slo_concurrency
+        if level is None:
+            level = self.objective_concurrency
+        return {
+            m: f"{label(f'c{level}.{m}') if level is not None else label(m)} "
+            f"{'≥' if higher_is_better(m) else '≤'} {bound:g}"
+            for m, bound in self.slo.items()
+        }
 
     def objective_labels(self) -> list[str]:
         """``output throughput at concurrency 32 (tok/s)`` per objective term."""
@@ -211,7 +226,7 @@ def load_study(client: Any, run_id: str) -> StudyRecord:
     trials = [trial_from_run(r, len(directions)) for r in runs]
     trials.sort(key=lambda t: (t.index if t.index >= 0 else 1 << 30, t.start_time))
     n_trials = tags.get("autotune.n_trials") or ""
-    level, across = _objective_view(client, params, trials)
+    level, across, slo_level = _objective_view(client, params, trials)
     return StudyRecord(
         run_id=run_id,
         name=tags.get(tracking.STUDY) or run.info.run_name or run_id,
@@ -231,17 +246,26 @@ def load_study(client: Any, run_id: str) -> StudyRecord:
         progress=dict(run.data.metrics),
         objective_concurrency=level,
         across_levels=across,
+        slo_concurrency=slo_level,
     )
 
 
 def _objective_view(
     client: Any, params: dict[str, str], trials: list[TrialRecord]
-) -> tuple[int | None, str]:
-    """Concurrency level and level mode of the objective (a trial's config.yaml says)."""
-    if "objective.concurrency" in params:  # newer sweep runs record it
-        level = params["objective.concurrency"]
-        return (int(level) if level.isdigit() else None), params.get(
-            "objective.across_levels", "pooled"
+) -> tuple[int | None, str, int | None]:
+    """Concurrency level and level mode of the objective, and the SLOs' level.
+
+    From the sweep run's params when it records them, else a trial's config.yaml.
+    """
+
+    def level(v: Any) -> int | None:
+        return int(v) if v is not None and str(v).isdigit() else None
+
+    if "objective.concurrency" in params:
+        return (
+            level(params["objective.concurrency"]),
+            params.get("objective.across_levels", "pooled"),
+            level(params.get("objective.slo_concurrency")),
         )
     for t in trials[:1]:
         try:
@@ -249,11 +273,12 @@ def _objective_view(
         except Exception as e:  # no artifact (an old or foreign run): assume pooled
             log.debug("no config.yaml on %s: %s", t.run_id, e)
             break
-        level = objective.get("concurrency")
-        return (int(level) if level is not None else None), str(
-            objective.get("across_levels") or "pooled"
+        return (
+            level(objective.get("concurrency")),
+            str(objective.get("across_levels") or "pooled"),
+            level(objective.get("slo_concurrency")),
         )
-    return None, "pooled"
+    return None, "pooled", None
 
 
 # Stands for a scrubbed secret in a trial's config (never written anywhere).

@@ -74,7 +74,7 @@ def banner(s: dict[str, Any]) -> str | None:
 def objective_line(s: dict[str, Any]) -> str:
     o = s["objective"]
     terms = ", ".join(f"{d} {lb}" for lb, d in zip(o["labels"], o["directions"], strict=True))
-    slo = ", ".join(f"{k} ≤ {v:g}" for k, v in o["slo"].items()) or "none"
+    slo = ", ".join(o["slo_labels"].values()) or "none"
     return f"Objective: {terms}; SLOs: {slo}"
 
 

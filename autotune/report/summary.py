@@ -307,6 +307,7 @@ def summarize(study: StudyRecord, rule: str | None = None) -> dict[str, Any]:
             "concurrency": study.objective_concurrency,
             "across_levels": study.across_levels,
             "slo": study.slo,
+            "slo_labels": study.slo_labels(),
         },
         "progress": {
             "trials_done": len([t for t in study.trials if t.status != "running"]),

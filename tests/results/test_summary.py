@@ -121,3 +121,13 @@ def test_parent_params_parse():
         "ttft_p99_ms": 500.0,
         "error_rate": 0.01,
     }
+
+
+def test_labels_say_where_the_objective_is_read():
+    study = make_record([trial(1, 1, 1)], slo={"ttft_p99_ms": 2000.0})
+    assert study.objective_labels() == ["output throughput (tok/s)"]
+    study.objective_concurrency = 32
+    assert study.objective_labels() == ["output throughput at concurrency 32 (tok/s)"]
+    assert study.slo_labels() == {"ttft_p99_ms": "p99 TTFT at concurrency 32 (ms) ≤ 2000"}
+    study.slo_concurrency = 8
+    assert study.slo_labels()["ttft_p99_ms"].startswith("p99 TTFT at concurrency 8")
