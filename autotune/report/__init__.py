@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 REPORT_FILE = "report.md"
+# The run's description in the MLflow UI (rendered as Markdown on the run page).
+NOTE_TAG = "mlflow.note.content"
 
 
 def existing_exports(client: Any, study: StudyRecord) -> list[dict[str, Any]]:
@@ -95,6 +97,14 @@ def build_report(
             summary["figures"] = [str(p) for p in paths]
         except Exception as e:  # figures are a bonus: the table must still print
             log.warning("could not draw the figures: %s: %s", type(e).__name__, e)
+    if attach:
+        from autotune.report.render import markdown
+
+        try:  # the report on the sweep run's page in the MLflow UI
+            client.set_tag(study.run_id, NOTE_TAG, markdown(summary, images=False))
+            client.log_text(study.run_id, markdown(summary, images=False), REPORT_FILE)
+        except Exception as e:
+            log.warning("could not attach the report to run %s: %s", study.run_id, e)
     return summary
 
 
@@ -111,7 +121,6 @@ def publish_study(
     """
     from autotune.export import describe, export_study
     from autotune.progress import results
-    from autotune.report.render import markdown
 
     exports = []
     try:
@@ -122,7 +131,6 @@ def publish_study(
         study = load_study(client, info.parent_run_id)
         out = Path(sweep_dir) / "figures" if sweep_dir is not None else None
         summary = build_report(client, study, figures_dir=out)
-        client.log_text(info.parent_run_id, markdown(summary), REPORT_FILE)
     except Exception:
         log.exception("could not draw the study's figures")
         summary = None

@@ -61,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
         help="(re)write the best-config export (best/) for the study first",
     )
     p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="change nothing in the tracking store (no export, figures saved locally only)",
+    )
+    p.add_argument(
         "--pick",
         metavar="RULE",
         help="multi-objective studies: max:<metric> or min:<metric> among the Pareto-optimal trials",
@@ -135,7 +140,8 @@ def run(args: argparse.Namespace, out: Console) -> int:
     sweep = find_sweep(client, args.experiment, args.run)
     study = load_study(client, sweep.info.run_id)
     # A study from before the export existed (or whose export failed) gets one now.
-    if args.export or (not existing_exports(client, study) and study.status != "running"):
+    missing = not existing_exports(client, study) and study.status != "running"
+    if not args.read_only and (args.export or missing):
         from autotune.export import composer_for_sweep, describe, export_record
 
         composer, choices = composer_for_sweep(study.sweep_dir)
@@ -144,7 +150,12 @@ def run(args: argparse.Namespace, out: Console) -> int:
         if exports:
             Console(stderr=True).print(describe(exports), markup=False, highlight=False)
     summary = build_report(
-        client, study, figures_dir=args.figures_dir, figures=not args.no_figures, rule=args.pick
+        client,
+        study,
+        figures_dir=args.figures_dir,
+        figures=not args.no_figures,
+        attach=not args.read_only,
+        rule=args.pick,
     )
     if args.format == "json":
         out.file.write(as_json(summary))

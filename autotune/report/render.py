@@ -176,8 +176,8 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def markdown(s: dict[str, Any]) -> str:
-    """The report as Markdown (a pull request, docs)."""
+def markdown(s: dict[str, Any], images: bool = True) -> str:
+    """The report as Markdown (a pull request, docs; ``images=False``: the MLflow run page)."""
     out = [f"## autotune study `{s['study']}`", ""]
     if (b := banner(s)) is not None:
         out += [f"> **{b}**", ""]
@@ -215,8 +215,10 @@ def markdown(s: dict[str, Any]) -> str:
             f"    {e['reproduce']}",
             "",
         ]
-    for f in s.get("figures", []):
+    for f in s.get("figures", []) if images else []:
         out.append(f"![{f.rsplit('/', 1)[-1]}]({f})")
+    if s.get("figures") and not images:
+        out.append("Figures: `figures/` in this run's artifacts.")
     return "\n".join(out).rstrip() + "\n"
 
 

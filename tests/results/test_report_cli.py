@@ -72,6 +72,23 @@ def test_table_with_gain_and_failure(store, capsys):
     assert "+25.0 %" in out  # 1000 → 1250 tok/s
     assert "failed: oom" in out
     assert "Best configuration" in out  # exported by the report (or by an earlier test)
+    # The report is the sweep run's description on its MLflow UI page.
+    note = store["client"].get_run(store["a"]).data.tags["mlflow.note.content"]
+    assert note.startswith("## autotune study `study-a`") and "+25.0 %" in note
+
+
+def test_read_only_changes_nothing(store, tmp_path, capsys):
+    client = store["client"]
+    before = client.get_run(store["b"]).data.tags.get("mlflow.note.content")
+    arts = {a.path for a in client.list_artifacts(store["b"])}
+    code = main(
+        [f"tracking.uri={store['uri']}", "--run", "study-b", "--read-only",
+         "--figures-dir", str(tmp_path / "f")]
+    )  # fmt: skip
+    assert code == 0 and "study-b" in capsys.readouterr().out
+    assert client.get_run(store["b"]).data.tags.get("mlflow.note.content") == before
+    assert {a.path for a in client.list_artifacts(store["b"])} == arts
+    assert (tmp_path / "f" / "history.png").is_file()
 
 
 def test_json_and_markdown(store, capsys):
