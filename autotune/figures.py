@@ -96,7 +96,7 @@ def history_figure(study: StudyRecord) -> Figure:
     chosen = chosen_trial(study)
     base = study.baseline()
     for k, ax in enumerate(axes):
-        metric, direction = study.metrics[k], study.directions[k]
+        direction = study.directions[k]
         feasible = [(i, t) for i, t in enumerate(study.trials) if t.ok and t.feasible is not False]
         xs = [_x(t, i) for i, t in feasible]
         ys = [t.values[k] for _, t in feasible]
@@ -163,9 +163,8 @@ def history_figure(study: StudyRecord) -> Figure:
             )
         ax.set_xlabel("trial index (order run)")
         ax.set_ylabel(f"{study.objective_labels()[k]} — {direction}")
-        ax.set_title(
-            f"objective {k + 1}: {direction} {metric}" if n > 1 else f"{direction} {metric}"
-        )
+        what = study.objective_labels()[k].split(" (")[0]
+        ax.set_title(f"objective {k + 1}: {direction} {what}" if n > 1 else f"{direction} {what}")
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=8, loc="best")
@@ -243,6 +242,15 @@ def pareto_figure(study: StudyRecord) -> Figure:
             zorder=3,
         )
         sc.set_gid("trials-infeasible")
+    # Trials with identical results hide each other: say how many share a point.
+    shared: dict[tuple[float, float], int] = {}
+    for p in pts.values():
+        shared[p] = shared.get(p, 0) + 1
+    for p, count in shared.items():
+        if count > 1:
+            ax.annotate(
+                f"×{count}", p, textcoords="offset points", xytext=(6, -12), fontsize=8, color=OK
+            )
     front = [t for t in front if t.run_id in pts]
     if front:
         fx = [pts[t.run_id][0] for t in front]

@@ -120,6 +120,8 @@ def best_lines(s: dict[str, Any]) -> list[str]:
     if s["gains"] and base is not None:
         if s["gain"] is None:
             lines.append(f"Against the baseline {base['name']} (engine defaults):")
+        if o["concurrency"] is not None:
+            lines.append("  all concurrency levels pooled:")
         for g in s["gains"]:
             pct = g["change"] * 100
             word = "better" if pct > 0.05 else "worse" if pct < -0.05 else "same"
