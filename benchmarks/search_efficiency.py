@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import optuna  # noqa: E402
+import yaml  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: E402
@@ -260,9 +261,15 @@ def load_or_evaluate(
 # --------------------------------------------------------------------- strategies
 
 
-def make_sampler(cfg: DictConfig, seed: int, space: Space) -> optuna.samplers.BaseSampler:
-    """The sampler of ``hydra.sweeper.sampler`` with ``seed``, as the sweeper builds it."""
+def make_sampler(
+    cfg: DictConfig, seed: int, space: Space, settings: Mapping[str, Any] | None = None
+) -> optuna.samplers.BaseSampler:
+    """The sampler of ``hydra.sweeper.sampler`` with ``seed``, as the sweeper builds it.
+
+    ``settings`` replace keys of the sampler node (to try settings without editing YAML).
+    """
     node = OmegaConf.to_container(cfg.hydra.sweeper.sampler, resolve=False)
+    node.update(settings or {})
     node["seed"] = seed  # the YAML interpolates ${search.seed}
     sampler = instantiate(node)
     if isinstance(sampler, functools.partial):  # GridSampler takes the space
@@ -407,6 +414,7 @@ def benchmark(
     overrides: Sequence[str] = (),
     cache: Path | None = None,
     on_record: Callable[[dict[str, Any]], None] = lambda r: None,
+    sampler_settings: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate the grid, run every strategy × seed, return the records."""
     base = compose_study("optuna_grid", overrides)
@@ -432,7 +440,9 @@ def benchmark(
             raise SystemExit(f"search={strategy} has another search space than the grid")
         t0 = time.monotonic()
         runs = [
-            run_strategy(make_sampler(cfg, seed, space), space, table, max(trials))
+            run_strategy(
+                make_sampler(cfg, seed, space, sampler_settings), space, table, max(trials)
+            )
             for seed in range(seeds)
         ]
         log.info(
@@ -474,6 +484,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a Hydra override of the study (repeatable)",
     )
     p.add_argument(
+        "--sampler",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="replace a key of the strategies' sampler node, e.g. multivariate=true",
+    )
+    p.add_argument(
         "--cache",
         type=Path,
         default=None,
@@ -493,8 +510,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps(record), flush=True)
 
+    settings = {k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in args.sampler)}
     records = benchmark(
-        args.strategies, args.budgets, args.seeds, args.override, args.cache, on_record=emit
+        args.strategies,
+        args.budgets,
+        args.seeds,
+        args.override,
+        args.cache,
+        on_record=emit,
+        sampler_settings=settings,
     )
     if not args.json:
         print(json.dumps(records[0], indent=1))
