@@ -491,12 +491,21 @@ def export_study(
 
 
 def composer_for_sweep(sweep_dir: str | Path | None) -> tuple[Composer, dict[str, Any]]:
-    """Search path and group choices of a sweep, from its ``multirun.yaml`` if it is here."""
-    path = Path(sweep_dir) / "multirun.yaml" if sweep_dir else None
-    if path is not None and path.is_file():
-        cfg = OmegaConf.load(path)
-        choices = OmegaConf.to_container(OmegaConf.select(cfg, "hydra.runtime.choices") or {})
-        return Composer.from_hydra(cfg.hydra), choices
+    """Search path and group choices of a sweep, read from its directory when it is here.
+
+    ``multirun.yaml`` (grid sweeps) or a job's ``.hydra/hydra.yaml`` (every sweep).
+    """
+    if sweep_dir and Path(sweep_dir).is_dir():
+        root = Path(sweep_dir)
+        for path in [root / "multirun.yaml", *sorted(root.glob("*/.hydra/hydra.yaml"))]:
+            if not path.is_file():
+                continue
+            cfg = OmegaConf.load(path)
+            hydra_cfg = cfg.hydra if "hydra" in cfg else None
+            if hydra_cfg is None:
+                continue
+            choices = OmegaConf.to_container(OmegaConf.select(hydra_cfg, "runtime.choices") or {})
+            return Composer.from_hydra(hydra_cfg), choices
     return Composer(), {}
 
 
