@@ -49,7 +49,7 @@ PARAMS_FILE = "params.yaml"
 # Config groups a trial's params.yaml pins (search is always `none`: one trial).
 GROUPS = ("model", "runtime", "deploy", "benchmark", "objective")
 # Top-level keys that do not change what a trial measures.
-_NOT_REPRODUCED = ("hydra", "study", "search", "dry_run")
+_NOT_REPRODUCED = ("hydra", "study", "search", "dry_run", "export")
 # Labels the docker target uses to find (and remove) containers a dead tuner left
 # behind: an exported command must not carry them, or the next study would remove
 # the deployment.
