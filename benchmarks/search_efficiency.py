@@ -47,7 +47,7 @@ import yaml  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
+from hydra.utils import execution_whitelist, instantiate  # noqa: E402
 from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from optuna.distributions import (  # noqa: E402
@@ -105,15 +105,17 @@ class Outcome:
 # --------------------------------------------------------------------- the study
 
 
-def compose_study(strategy: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """The study config exactly as ``python -m autotune <overrides> search=<strategy>``."""
+def compose_study(
+    strategy: str, overrides: Sequence[str] = (), study: Sequence[str] = STUDY_OVERRIDES
+) -> DictConfig:
+    """The config of ``python -m autotune <study> <overrides> search=<strategy>``."""
     register_configs()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(ROOT / "conf")):
             return compose(
                 "config",
-                overrides=[*STUDY_OVERRIDES, *overrides, f"search={strategy}"],
+                overrides=[*study, *overrides, f"search={strategy}"],
                 return_hydra_config=True,
             )
     finally:
@@ -271,7 +273,7 @@ def make_sampler(
     node = OmegaConf.to_container(cfg.hydra.sweeper.sampler, resolve=False)
     node.update(settings or {})
     node["seed"] = seed  # the YAML interpolates ${search.seed}
-    sampler = instantiate(node)
+    sampler = instantiate(node, _execution_whitelist_=execution_whitelist(["optuna.*"]))
     if isinstance(sampler, functools.partial):  # GridSampler takes the space
         sampler = sampler({name: grid_values(d) for name, d in space.items()})
     return sampler
