@@ -36,7 +36,8 @@ WORKLOAD = [
     "benchmark.max_time_per_run_min=1",
     "benchmark.timeout_s=300",
 ]
-STUDY = ["deploy=local_cpu", "runtime=vllm_cpu", "model=tiny-llama-local", *WORKLOAD]
+# search=none: only the command line's lists (the default grid also sweeps params.mem).
+STUDY = ["deploy=local_cpu", "runtime=vllm_cpu", "model=tiny-llama-local", "search=none", *WORKLOAD]
 SWEEP_TIMEOUT_S = 1500.0
 
 
@@ -46,8 +47,9 @@ class Sweep:
 
     returncode: int
     output: str
-    seen: list[psutil.Process] = field(default_factory=list)
-    engines: list[psutil.Process] = field(default_factory=list)
+    # Every descendant of the tuner seen while it ran, with its command line as seen
+    # then (a dead process has none to read afterwards).
+    seen: dict[psutil.Process, str] = field(default_factory=dict)
 
 
 def _cmdline(p: psutil.Process) -> str:
@@ -65,8 +67,7 @@ def run_sweep(tmp_path: Path, tiny_model: Path, *overrides: str) -> Sweep:
         "AUTOTUNE_TINY_MODEL": str(tiny_model),
     }
     log_path = tmp_path / "autotune.out"
-    seen: dict[int, psutil.Process] = {}
-    engines: dict[int, psutil.Process] = {}
+    seen: dict[int, tuple[psutil.Process, str]] = {}
     # Output to a file, not a pipe: the loop below polls processes, not the pipe.
     with open(log_path, "w") as out:
         proc = subprocess.Popen(
@@ -97,18 +98,17 @@ def run_sweep(tmp_path: Path, tiny_model: Path, *overrides: str) -> Sweep:
                 for k in kids:
                     # psutil.Process remembers the creation time, so a recycled PID is
                     # never mistaken for one of ours below.
-                    seen.setdefault(k.pid, k)
-                    if "vllm" in _cmdline(k).lower():
-                        engines.setdefault(k.pid, k)
+                    if k.pid not in seen or not seen[k.pid][1]:
+                        seen[k.pid] = (k, _cmdline(k))
                 time.sleep(0.2)
             proc.wait(timeout=60)
         finally:
             if proc.poll() is None:  # a failed assertion above: leave nothing behind
-                for p in [*seen.values(), tuner]:
+                for p in [*(k for k, _ in seen.values()), tuner]:
                     with contextlib.suppress(psutil.NoSuchProcess):
                         p.kill()
                 proc.wait(timeout=30)
-    return Sweep(proc.returncode, log_path.read_text(), list(seen.values()), list(engines.values()))
+    return Sweep(proc.returncode, log_path.read_text(), dict(seen.values()))
 
 
 def _tail(path: Path, n: int = 4000) -> str:
@@ -119,10 +119,12 @@ def assert_nothing_left(sweep: Sweep, trials: int) -> None:
     """Every engine the tuner started is gone (checked by PID, not by name)."""
     # Each trial's engine is `python -m vllm.entrypoints.openai.api_server`, a direct
     # child of the tuner; it spawns EngineCore and worker processes of its own.
-    servers = [p for p in sweep.engines if "vllm.entrypoints" in _cmdline(p)]
-    assert len({p.pid for p in servers}) >= trials, [_cmdline(p) for p in sweep.engines]
-    _, alive = psutil.wait_procs(sweep.seen, timeout=10)
-    assert not alive, f"left running: {[(p.pid, _cmdline(p)) for p in alive]}"
+    servers = [p for p, cmd in sweep.seen.items() if "vllm.entrypoints" in cmd]
+    assert len(servers) >= trials, sorted(sweep.seen.values())
+    # ... and those children (EngineCore, its workers) were seen too.
+    assert any("VLLM::" in cmd or "multiprocessing" in cmd for cmd in sweep.seen.values())
+    _, alive = psutil.wait_procs(list(sweep.seen), timeout=10)
+    assert not alive, f"left running: {[(p.pid, sweep.seen[p]) for p in alive]}"
 
 
 def runs(tmp_path: Path):
