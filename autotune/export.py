@@ -66,6 +66,7 @@ class Export:
     artifact_path: str
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    tied: list[str] = field(default_factory=list)  # trials with the same objective
 
     @property
     def reproduce(self) -> str:
@@ -390,6 +391,7 @@ def export_trial(
     params = _native_params(trial_cfg)
     export = Export(trial=trial, directory=directory, artifact_path=artifact_path)
     tied = [t.name for t in tied_with(study, trial)] if artifact_path == EXPORT_DIR else []
+    export.tied = tied
     tie_note = (
         [f"{len(tied)} other trial(s) tie on the objective ({', '.join(tied)}); see the report."]
         if tied
@@ -510,11 +512,17 @@ def composer_for_sweep(sweep_dir: str | Path | None) -> tuple[Composer, dict[str
 
 
 def describe(exports: list[Export]) -> str:
-    """One line per export for the terminal."""
+    """One entry per export for the terminal."""
     lines = []
     for e in exports:
         extra = "" if e.artifact_path == EXPORT_DIR else " (Pareto-optimal)"
+        if e.tied:
+            extra += (
+                f" (ties on the objective with {', '.join(e.tied)}: lower p99 TTFT, "
+                "then the most recent trial, wins)"
+            )
         lines.append(
-            f"{e.trial.name}{extra}: {e.directory}  [{', '.join(e.files)}]\n  reproduce: {e.reproduce}"
+            f"{e.trial.name}{extra}: {e.directory}  [{', '.join(e.files)}]\n"
+            f"  reproduce: {e.reproduce}"
         )
     return "\n".join(lines)
