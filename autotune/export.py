@@ -23,6 +23,7 @@ config).render(spec)``), never from templates of our own.
 
 from __future__ import annotations
 
+import copy
 import logging
 import shlex
 import shutil
@@ -91,6 +92,8 @@ class Composer:
 
         register_configs()
         self.sources = sources or [f"file://{CONF_DIR}"]
+        # Exports of several (Pareto) trials compose the same deploy configs again.
+        self._cache: dict[tuple[str, ...], dict[str, Any]] = {}
 
     @classmethod
     def from_hydra(cls, hydra_cfg: Any) -> Composer:
@@ -105,7 +108,10 @@ class Composer:
     def compose(
         self, overrides: list[str], config_name: str = "config", extra_dir: Path | None = None
     ) -> dict[str, Any]:
-        """The composed config without its ``hydra`` node, resolved."""
+        """The composed config without its ``hydra`` node, resolved (a fresh copy)."""
+        key = (config_name, *overrides)
+        if extra_dir is None and key in self._cache:
+            return copy.deepcopy(self._cache[key])
         from hydra._internal.config_loader_impl import ConfigLoaderImpl
         from hydra._internal.utils import create_config_search_path_from_sources
         from hydra.types import RunMode
@@ -119,7 +125,10 @@ class Composer:
         )
         with open_dict(cfg):
             del cfg["hydra"]
-        return OmegaConf.to_container(cfg, resolve=True)
+        out = OmegaConf.to_container(cfg, resolve=True)
+        if extra_dir is None:
+            self._cache[key] = copy.deepcopy(out)
+        return out
 
 
 # -- params.yaml -----------------------------------------------------------------------------
