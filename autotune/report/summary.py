@@ -18,6 +18,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from autotune.objective import pareto_front as objective_front
 from autotune.report.records import StudyRecord, TrialRecord
 
 THROUGHPUT, TTFT_P99, TPOT_MEAN, E2E_P99 = (
@@ -114,22 +115,14 @@ def tied_with(study: StudyRecord, best: TrialRecord | None) -> list[TrialRecord]
     return [t for t in study.ok_trials() if t.run_id != best.run_id and t.values == best.values]
 
 
-def dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
-    """Is point ``a`` at least as good as ``b`` everywhere and better somewhere?
-
-    >>> dominates([2, 100], [1, 100], ["maximize", "minimize"])
-    True
-    >>> dominates([2, 200], [1, 100], ["maximize", "minimize"])
-    False
-    """
-    not_worse = all(not _better(y, x, d) for x, y, d in zip(a, b, directions, strict=True))
-    return not_worse and any(_better(x, y, d) for x, y, d in zip(a, b, directions, strict=True))
-
-
 def pareto_front(
     trials: list[TrialRecord], metrics: list[str] | None, directions: list[str]
 ) -> list[TrialRecord]:
-    """Non-dominated trials on ``metrics`` (None: their objective values), sorted on the first."""
+    """Non-dominated trials on ``metrics`` (None: their objective values), sorted on the first.
+
+    Trials with equal results are all kept, as in the study's own ``pareto_front.json``
+    (:func:`autotune.objective.pareto_front` decides for both).
+    """
 
     def point(t: TrialRecord) -> list[float] | None:
         vals = t.values if metrics is None else [t.metrics.get(m) for m in metrics]
@@ -138,16 +131,8 @@ def pareto_front(
         return list(vals)
 
     pts = [(t, p) for t in trials if (p := point(t)) is not None]
-    front = [
-        (t, p) for t, p in pts if not any(dominates(q, p, directions) for _, q in pts if q != p)
-    ]
-    # Equal points: keep one (the most recent), as best_trial would.
-    seen: dict[tuple, tuple] = {}
-    for t, p in front:
-        if tuple(p) not in seen or t.index > seen[tuple(p)][0].index:
-            seen[tuple(p)] = (t, p)
-    ordered = sorted(seen.values(), key=lambda tp: tp[1][0])
-    return [t for t, _ in ordered]
+    keep = objective_front([p for _, p in pts], directions)
+    return [pts[i][0] for i in sorted(keep, key=lambda i: (pts[i][1][0], pts[i][0].index))]
 
 
 def study_front(study: StudyRecord) -> list[TrialRecord]:

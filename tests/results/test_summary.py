@@ -10,7 +10,6 @@ from autotune.report.summary import (
     baseline_note,
     best_trial,
     chosen_trial,
-    dominates,
     label,
     objective_gain,
     pareto_front,
@@ -48,14 +47,15 @@ def test_no_success_no_best():
     assert summarize(study)["best"] is None
 
 
-def test_dominates_and_front():
-    assert dominates([2, 1], [1, 1], ["maximize", "minimize"])
-    assert not dominates([1, 1], [1, 1], ["maximize", "minimize"])
+def test_front():
     trials = [trial(0, 1000, 500), trial(1, 1200, 800), trial(2, 900, 900), trial(3, 1100, 600)]
     front = pareto_front(
         trials, ["output_throughput_tok_s", "ttft_p99_ms"], ["maximize", "minimize"]
     )
     assert [t.name for t in front] == ["trial-000", "trial-003", "trial-001"]
+    # Equal results are all Pareto-optimal.
+    twins = [trial(0, 1000, 500), trial(1, 1000, 500)]
+    assert len(pareto_front(twins, ["output_throughput_tok_s"], ["maximize"])) == 2
 
 
 def multi_study():
