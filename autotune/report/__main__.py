@@ -148,7 +148,9 @@ def run(args: argparse.Namespace, out: Console) -> int:
         target = figures_dir_for(study, args.figures_dir).parent
         exports = export_record(client, study, target, composer, choices, args.pick)
         if exports:
-            Console(stderr=True).print(describe(exports), markup=False, highlight=False)
+            Console(stderr=True).print(
+                describe(exports), markup=False, highlight=False, soft_wrap=True
+            )
     summary = build_report(
         client,
         study,
