@@ -1,0 +1,19 @@
+"""The docstring examples of the results modules run as written."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+import autotune.export
+import autotune.report.records
+import autotune.report.summary
+
+
+@pytest.mark.parametrize(
+    "module", [autotune.report.summary, autotune.report.records, autotune.export]
+)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
