@@ -87,23 +87,30 @@ class Composer:
         Composer().compose(["deploy=local"])["deploy"]["name"]   # 'local'
     """
 
-    def __init__(self, sources: list[str] | None = None) -> None:
+    def __init__(self, sources: list[str] | None = None, extra: list[str] | None = None) -> None:
         from autotune.config import register_configs
 
         register_configs()
         self.sources = sources or [f"file://{CONF_DIR}"]
+        # Config dirs the study added (--config-dir, hydra.searchpath) beyond conf/.
+        self.extra = list(extra or [])
         # Exports of several (Pareto) trials compose the same deploy configs again.
         self._cache: dict[tuple[str, ...], dict[str, Any]] = {}
 
     @classmethod
     def from_hydra(cls, hydra_cfg: Any) -> Composer:
         """The search path a study used (``hydra.runtime.config_sources``)."""
-        sources = [
-            f"{s['schema']}://{s['path']}"
+        found = [
+            (s.get("provider"), f"{s['schema']}://{s['path']}")
             for s in (OmegaConf.select(hydra_cfg, "runtime.config_sources") or [])
             if s.get("provider") not in ("hydra", "schema")
         ]
-        return cls(sources or None)
+        extra = [src for provider, src in found if provider != "main"]
+        return cls([src for _, src in found] or None, extra)
+
+    def standalone(self) -> Composer:
+        """What ``python -m autotune --config-dir <dir>`` sees: conf/ alone."""
+        return Composer()
 
     def compose(
         self, overrides: list[str], config_name: str = "config", extra_dir: Path | None = None
@@ -235,6 +242,35 @@ def verify_params(path: Path, trial_cfg: Mapping[str, Any], composer: Composer) 
     diff, _ = config_diff(a, b)
     problems += [f"{k} differs" for k in _flatten(diff)]
     return problems
+
+
+def write_params(
+    path: Path,
+    trial_cfg: Mapping[str, Any],
+    study_choices: Mapping[str, Any],
+    composer: Composer,
+    header: list[str],
+) -> list[str]:
+    """Write params.yaml and check it composes back to the trial; return what does not.
+
+    It is checked as a user runs it (conf/ plus its own directory); when it needs
+    config dirs the study added (``--config-dir``), it names them in
+    ``hydra.searchpath``.
+    """
+    doc, notes = params_document(trial_cfg, study_choices, composer)
+
+    def write_and_check() -> list[str]:
+        path.write_text(_with_header(path.name, yaml.safe_dump(doc, sort_keys=False), header))
+        try:
+            return verify_params(path, trial_cfg, composer.standalone())
+        except Exception as e:
+            return [f"does not compose: {type(e).__name__}: {str(e).splitlines()[0][:200]}"]
+
+    problems = write_and_check()
+    if problems and composer.extra:
+        doc["hydra"]["searchpath"] = list(composer.extra)
+        problems = write_and_check()
+    return notes + [f"params.yaml: {p}" for p in problems]
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -420,21 +456,16 @@ def export_trial(
             _with_header(name, text, _header(study, trial, what[name], tie_note))
         )
         export.files.append(name)
-    doc, notes = params_document(trial_cfg, study_choices, composer)
-    header = _header(study, trial, "Hydra config that re-runs this trial", tie_note) + [
-        "",
-        "Run it (one trial, recorded as a new study; add overrides as usual):",
-        f"  {export.reproduce}",
-    ]
-    text = _with_header(PARAMS_FILE, yaml.safe_dump(doc, sort_keys=False), header)
-    (directory / PARAMS_FILE).write_text(text)
+    notes = write_params(
+        directory / PARAMS_FILE,
+        trial_cfg,
+        study_choices,
+        composer,
+        _header(study, trial, "Hydra config that re-runs this trial", tie_note)
+        + ["", "Run it (one trial, recorded as a new study; add overrides as usual):"]
+        + [f"  {export.reproduce}"],
+    )
     export.files.append(PARAMS_FILE)
-    try:
-        notes += [
-            f"params.yaml: {p}" for p in verify_params(directory / PARAMS_FILE, trial_cfg, composer)
-        ]
-    except Exception as e:
-        notes.append(f"params.yaml could not be checked: {type(e).__name__}: {e}")
     for n in notes:
         log.warning("export of %s: %s", trial.name, n)
     export.notes += notes

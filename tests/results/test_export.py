@@ -113,3 +113,31 @@ def test_export_record_to_sweep_dir_and_run(store, composer):
     on_run = {a.path for a in client.list_artifacts(store["a"], "best")}
     assert {"best/launch.sh", "best/params.yaml", "best/inferenceservice.yaml"} <= on_run
     assert e.notes == []
+
+
+def test_params_yaml_names_the_study_config_dir(tmp_path):
+    """A study run with --config-dir (a model only defined there) re-runs from params.yaml."""
+    from autotune.export import CONF_DIR, Composer, write_params
+
+    extra = tmp_path / "myconf"
+    (extra / "model").mkdir(parents=True)
+    (extra / "model" / "tiny.yaml").write_text(
+        "defaults:\n  - model_schema\n  - _self_\nname: tiny\npath: org/tiny\nsim_profile: llama-3.1-8b\n"
+    )
+    study = Composer([f"file://{CONF_DIR}", f"file://{extra}"], extra=[f"file://{extra}"])
+    cfg = trial_config(study, "model=tiny", "deploy.clock=virtual", "params.mem=0.8")
+    notes = write_params(tmp_path / PARAMS_FILE, cfg, {"model": "tiny"}, study, ["header"])
+    assert notes == []
+    doc = yaml.safe_load((tmp_path / PARAMS_FILE).read_text())
+    assert doc["hydra"]["searchpath"] == [f"file://{extra}"]
+    assert {"override model": "tiny"} in doc["defaults"]
+    # As a user runs it: conf/ plus params.yaml (which names the study's dir).
+    assert verify_params(tmp_path / PARAMS_FILE, cfg, Composer()) == []
+
+
+def test_params_yaml_without_extra_dirs_has_no_searchpath(composer, tmp_path):
+    from autotune.export import write_params
+
+    cfg = trial_config(composer, "deploy.clock=virtual")
+    assert write_params(tmp_path / PARAMS_FILE, cfg, STUDY_CHOICES, composer, []) == []
+    assert "searchpath" not in yaml.safe_load((tmp_path / PARAMS_FILE).read_text())["hydra"]
