@@ -308,6 +308,10 @@ class StudyCallback(Callback):
         print_summary(f"Study {self.info.name}", rows, best, self.info.simulated)
         if len(objective.directions) > 1:
             print_pareto(objective, front, self.info.simulated)
+        # Best-config export (best/ on the sweep run and in the sweep dir) and figures.
+        from autotune.report import publish_study
+
+        publish_study(cfg, self.info, client, self.sweep_dir)
 
 
 def _in_interrupt() -> bool:
