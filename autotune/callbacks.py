@@ -156,6 +156,9 @@ class StudyCallback(Callback):
                 "runtime": cfg.runtime.name,
                 "deploy": cfg.deploy.name,
                 "objective": ",".join(f"{t.direction}:{t.metric}" for t in cfg.objective.terms),
+                "objective.concurrency": cfg.objective.concurrency,
+                "objective.across_levels": cfg.objective.across_levels,
+                "objective.slo_concurrency": cfg.objective.slo_concurrency,
                 "slo": ",".join(f"{k}<={v}" for k, v in cfg.objective.slo.items()) or "none",
                 "workload.scenarios": ",".join(cfg.benchmark.scenarios),
                 "workload.concurrency": ",".join(str(c) for c in cfg.benchmark.concurrency),
@@ -172,6 +175,8 @@ class StudyCallback(Callback):
             first_index=len(client.get_metric_history(self.parent.run_id, "trial_ok")),
         )
         self.info.write(self.sweep_dir)
+        if n_trials is not None:  # live done / failed / total in the UI
+            self.parent.metric("trials_total", self.info.first_index + n_trials)
         self._guard()
         banner = " [magenta](SIMULATED engine)[/]" if simulated else ""
         console.print(
@@ -262,8 +267,13 @@ class StudyCallback(Callback):
         pool = [r for r in pool if None not in r["values"]]
         best, front = None, []
         if len(objective.directions) == 1:
-            for row in pool:
-                if best is None or objective.better(row["value"], best["value"]):
+            for row in pool:  # ties: lower p99 TTFT, then the later trial (as the export)
+                if (
+                    best is None
+                    or objective.better(row["value"], best["value"])
+                    or row["value"] == best["value"]
+                    and _ttft(row) <= _ttft(best)
+                ):
                     best = row
             if best is not None and not best["feasible"]:
                 log.warning(
@@ -312,6 +322,13 @@ class StudyCallback(Callback):
         from autotune.report import publish_study
 
         publish_study(cfg, self.info, client, self.sweep_dir)
+
+
+def _ttft(row: dict) -> float:
+    try:
+        return float(row["ttft"])
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
 
 
 def _in_interrupt() -> bool:

@@ -252,6 +252,13 @@ class SearchConfig:
 
 
 @dataclass
+class ExportConfig:
+    # Multi-objective studies: which Pareto-optimal trial goes to best/ ("max:<metric>"
+    # or "min:<metric>"); null = the best on the first objective.
+    pick: str | None = None
+
+
+@dataclass
 class AutotuneConfig:
     model: ModelConfig = MISSING
     runtime: RuntimeConfig = MISSING
@@ -261,6 +268,7 @@ class AutotuneConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     # The trial's engine flags under native names (aliases allowed), e.g. {mem: 0.8}.
     params: dict[str, Any] = field(default_factory=dict)
     # Render what would be launched, contact nothing, exit 0.

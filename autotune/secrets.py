@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 MASK = "***"
@@ -65,6 +66,18 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
         if s:
             text = text.replace(s, MASK)
     return text
+
+
+def scrub_data(data: Any, secrets: Iterable[str]) -> Any:
+    """A copy of nested dicts/lists with secrets masked in every string."""
+    secrets = list(secrets)
+    if isinstance(data, str):
+        return scrub(data, secrets)
+    if isinstance(data, dict):
+        return {k: scrub_data(v, secrets) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [scrub_data(v, secrets) for v in data]
+    return data
 
 
 def mask_env(env: Mapping[str, str], secrets: Iterable[str] = ()) -> dict[str, str]:

@@ -33,7 +33,7 @@ from autotune.objective import Objective, Score
 from autotune.params import gpu_count, normalize
 from autotune.progress import TrialProgress
 from autotune.readiness import wait_ready
-from autotune.secrets import scrub, scrub_tree, secret_values
+from autotune.secrets import scrub, scrub_data, scrub_tree, secret_values
 from autotune.study import StudyInfo
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,9 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
             ),
         }
     )
-    run.text(scrub(OmegaConf.to_yaml(cfg, resolve=True), secrets), "config.yaml")
+    # Scrub the values, not the YAML text: a bare *** would not parse back.
+    resolved = scrub_data(OmegaConf.to_container(cfg, resolve=True), secrets)
+    run.text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config.yaml")
     for fname, text in launcher.render(spec).items():
         run.text(scrub(text, secrets), f"launch/{fname}")
 
@@ -180,7 +182,15 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
     except TrialFailure as e:
         failure = e.failure
         log.error("trial %d failed (%s): %s", ctx.index, e.failure.value, scrub(str(e), secrets))
-        run.tag(**{tracking.STATUS: "failed", tracking.FAILURE: e.failure.value})
+        run.tag(
+            **{
+                tracking.STATUS: "failed",
+                tracking.FAILURE: e.failure.value,
+                # The failure class at a glance in the runs list and on the run page.
+                "mlflow.runName": f"{name} [{e.failure.value}]",
+                "mlflow.note.content": scrub(str(e), secrets)[:4000],
+            }
+        )
         run.text(scrub(str(e), secrets), "failure.txt")
         phase("failed")
     except (KeyboardInterrupt, SystemExit):

@@ -250,6 +250,17 @@ def _all_values(cfg: DictConfig, flag: str | None) -> list[Any]:
     return values or [1]
 
 
+def _check_export(cfg: DictConfig, errors: list[str]) -> None:
+    pick = OmegaConf.select(cfg, "export.pick", default=None)
+    if pick is None:
+        return
+    how, _, metric = str(pick).partition(":")
+    if how not in ("max", "min") or not metric:
+        errors.append(f"export.pick={pick!r}: use max:<metric> or min:<metric>.")
+    else:
+        _check_metric("export.pick", metric, errors)
+
+
 def validate_study(cfg: DictConfig) -> list[str]:
     """All problems that would stop the study, as user-facing messages."""
     errors: list[str] = []
@@ -260,4 +271,5 @@ def validate_study(cfg: DictConfig) -> list[str]:
     _check_benchmark(cfg, errors)
     _check_objective(cfg, errors)
     _check_deploy(cfg, errors)
+    _check_export(cfg, errors)
     return errors

@@ -47,6 +47,8 @@ def test_search_space_in_sweeper_params_is_checked(compose_cfg):
         ("deploy.gpu=a100", "no profile"),
         ("deploy=local", "model.tokenizer"),
         ("+runtime.flags.foo={tpye: int}", "runtime.flags.foo: unknown key(s) ['tpye']"),
+        ("export.pick=best", "export.pick='best': use max:<metric>"),
+        ("export.pick=max:ttft", "export.pick: unknown metric 'ttft'"),
         ("+runtime.aliases.x=nope", "runtime.aliases.x: 'nope' is not in runtime.flags"),
     ],
 )
