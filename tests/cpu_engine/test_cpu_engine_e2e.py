@@ -189,28 +189,56 @@ def test_sweep_over_max_num_seqs_on_a_real_cpu_vllm(tmp_path, engine_python, tin
         assert any(p.endswith(".json") and "concurrency_2" in p for p in bench), bench
 
 
-def test_engine_rejecting_a_flag_value_is_classified_and_the_sweep_goes_on(
+def test_start_up_failures_are_classified_logged_and_the_sweep_goes_on(
     tmp_path, engine_python, tiny_model
 ):
-    # 4096 passes autotune's flag table (an int >= 1) but the tiny model's context is
-    # 1024: vLLM's start-up config check rejects it, after its imports (~20 s).
-    sweep = run_sweep(tmp_path, tiny_model, "params.max-model-len=4096,1024")
+    # Two ways a real engine fails to start, and a trial that works after them:
+    # - deploy.startup_timeout_s=5: vLLM is still importing (it needs ~20 s even to
+    #   reject a flag) when the tuner gives up and stops it → startup_timeout.
+    # - max-model-len=4096 passes autotune's flag table (an int >= 1) but exceeds the
+    #   tiny model's 1024 positions: vLLM's start-up config check rejects it → bad_flag.
+    sweep = run_sweep(
+        tmp_path, tiny_model, "deploy.startup_timeout_s=5,600", "params.max-model-len=4096,1024"
+    )
     assert sweep.returncode == 0, sweep.output[-5000:]
-    assert_nothing_left(sweep, trials=2)
+    assert_nothing_left(sweep, trials=4)
 
     parent, trials = runs(tmp_path)
-    assert len(parent) == 1 and len(trials) == 2
-    by_len = {int(r["params.max-model-len"]): r for _, r in trials.iterrows()}
-    bad, good = by_len[4096], by_len[1024]
-    assert bad["tags.autotune.status"] == "failed", sweep.output[-3000:]
-    assert bad["tags.autotune.failure"] == "bad_flag"
-    assert bad["status"] == "FAILED"
-    # The full engine log is kept with the failed trial, and the reason is recorded.
-    log_text = artifact_text(tmp_path, bad["run_id"], "logs/engine.log")
-    assert "non-default args" in log_text  # the start of the log, not only its tail
-    assert "User-specified max_model_len (4096)" in log_text
-    assert "max_model_len" in artifact_text(tmp_path, bad["run_id"], "failure.txt")
-    # The sweep went on: the next trial ran a fresh engine and measured it.
-    assert good["tags.autotune.status"] == "ok", sweep.output[-3000:]
-    assert good["metrics.output_throughput_tok_s"] > 0
-    assert parent.iloc[0]["metrics.trials_failed"] == 1
+    assert len(parent) == 1 and len(trials) == 4
+    # (max-model-len, failure class or "ok") of each trial; the timeout hits both lengths.
+    outcomes = sorted(
+        (
+            int(r["params.max-model-len"]),
+            r["tags.autotune.failure"] if r["tags.autotune.status"] == "failed" else "ok",
+        )
+        for _, r in trials.iterrows()
+    )
+    assert outcomes == [
+        (1024, "ok"),
+        (1024, "startup_timeout"),
+        (4096, "bad_flag"),
+        (4096, "startup_timeout"),
+    ], sweep.output[-3000:]
+    failed = trials[trials["tags.autotune.status"] == "failed"]
+    assert (failed["status"] == "FAILED").all()
+    assert parent.iloc[0]["metrics.trials_failed"] == 3
+
+    # Every failed trial keeps its engine log and says why it failed.
+    for _, r in failed.iterrows():
+        reason = artifact_text(tmp_path, r["run_id"], "failure.txt")
+        if r["tags.autotune.failure"] == "startup_timeout":
+            assert "not ready after 5 s" in reason
+            assert {a.path for a in mlflow.MlflowClient().list_artifacts(r["run_id"], "logs")} == {
+                "logs/engine.log"
+            }
+        else:
+            assert "max_model_len" in reason
+            # The full log, not only its tail: vLLM's first lines are there.
+            log_text = artifact_text(tmp_path, r["run_id"], "logs/engine.log")
+            assert "non-default args" in log_text
+            assert "User-specified max_model_len (4096)" in log_text
+
+    # The sweep went on: the last trial ran a fresh engine and measured it.
+    good = trials[trials["tags.autotune.status"] == "ok"].iloc[0]
+    assert good["status"] == "FINISHED"
+    assert good["metrics.output_throughput_tok_s"] > 0 and good["metrics.ttft_p99_ms"] > 0
