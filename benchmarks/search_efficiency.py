@@ -13,6 +13,7 @@ deterministic: a configuration scores the same every time it is run.
     python benchmarks/search_efficiency.py --json
     python benchmarks/search_efficiency.py --strategies tpe random --budgets 0.05 0.1
     python benchmarks/search_efficiency.py --override objective.slo.ttft_p99_ms=28000
+    python benchmarks/search_efficiency.py --strategies tpe --sampler multivariate=false
 
 ``--json`` prints one JSON object per line, each with ``strategy``,
 ``budget_fraction`` (trials / grid size), ``seeds`` and
