@@ -200,7 +200,7 @@ def owner_id() -> str:
     return f"{os.getpid()}@{socket.gethostname()}"
 
 
-def _owner_dead(owner: str | None) -> bool:
+def owner_dead(owner: str | None) -> bool:
     """True only when the owner ran on this host and its process is gone."""
     if not owner or "@" not in owner:
         return False
@@ -219,7 +219,7 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
         max_results=1000,
     )
     for run in running:
-        if _owner_dead(run.data.tags.get(OWNER)):
+        if owner_dead(run.data.tags.get(OWNER)):
             client.set_tag(run.info.run_id, STATUS, "interrupted")
             client.set_terminated(run.info.run_id, status="KILLED")
             closed.append(run.info.run_id)

@@ -261,6 +261,18 @@ def _check_export(cfg: DictConfig, errors: list[str]) -> None:
         _check_metric("export.pick", metric, errors)
 
 
+def _check_search(cfg: DictConfig, errors: list[str]) -> None:
+    sampler = str(OmegaConf.select(cfg, "hydra.sweeper.sampler._target_", default="") or "")
+    if sampler.endswith("GPSampler"):
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            errors.append(
+                "search=gp: Optuna's GPSampler needs PyTorch, which is not installed: "
+                "pip install -e '.[gp]' (a CPU build is enough), or use search=tpe."
+            )
+
+
 def validate_study(cfg: DictConfig) -> list[str]:
     """All problems that would stop the study, as user-facing messages."""
     errors: list[str] = []
@@ -272,4 +284,5 @@ def validate_study(cfg: DictConfig) -> list[str]:
     _check_objective(cfg, errors)
     _check_deploy(cfg, errors)
     _check_export(cfg, errors)
+    _check_search(cfg, errors)
     return errors

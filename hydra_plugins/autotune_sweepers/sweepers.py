@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _VALIDATED_PREFIXES = ("params.", "+params.", "++params.")
 _BASELINE_ATTR = "autotune_baseline_done"
+_OWNER_ATTR = "autotune_owner"
 
 
 def _key(override: str) -> str:
@@ -110,7 +111,7 @@ def _baseline_job(parsed: Sequence[Any]) -> list[str] | None:
 
 class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
     def __init__(
-        self, *args: Any, baseline: bool = True, stale_after_s: float = 0.0, **kwargs: Any
+        self, *args: Any, baseline: bool = True, stale_after_s: float = 86400.0, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
         self.baseline = baseline
@@ -125,6 +126,9 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
         # One study identity for Optuna and MLflow, stable across re-runs.
         self.study_name = self.study_name or study_name(config)
         self.storage = self.storage or optuna_storage(config, config.hydra.runtime.cwd)
+        if config.dry_run:
+            # A dry run proposes one configuration and must leave no trace in the study.
+            self.storage, self.n_trials = None, 1
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.launcher is not None
@@ -165,16 +169,38 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
             log.info("study %s already has its %d trials", self.study_name, self.n_trials)
             return None
         self.n_trials = remaining
-        return super().sweep(arguments)
+        try:
+            return super().sweep(arguments)
+        except ValueError:
+            # The stock sweeper reads study.best_trial at the end, which raises when
+            # no trial completed (all failed): that is a result, not a crash.
+            complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if complete:
+                raise
+            log.warning(
+                "no trial of study %s completed: see the failure tags in MLflow", self.study_name
+            )
+            return None
+
+    def _configure_trials(self, trials: list[Any], *args: Any, **kwargs: Any) -> Any:
+        # Record who runs each trial, so a later sweep can tell a dead worker's
+        # RUNNING trial (fail it) from a live one's (leave it).
+        from autotune.tracking import owner_id
+
+        for trial in trials:
+            trial.set_user_attr(_OWNER_ATTR, owner_id())
+        return super()._configure_trials(trials, *args, **kwargs)
 
     def _fail_stale(self, study: optuna.Study) -> None:
         """Trials left RUNNING by a killed sweep never finish: mark them FAIL."""
         import datetime as dt
 
+        from autotune.tracking import owner_dead
+
         now = dt.datetime.now()
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
-            if age >= self.stale_after_s:
+            if owner_dead(t.user_attrs.get(_OWNER_ATTR)) or age >= self.stale_after_s:
                 log.warning(
                     "trial %d was left RUNNING by an earlier sweep: marking it FAIL", t.number
                 )
@@ -183,7 +209,7 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
 
 class AutotuneOptunaSweeper(OptunaSweeper):
     def __init__(
-        self, *args: Any, baseline: bool = True, stale_after_s: float = 0.0, **kwargs: Any
+        self, *args: Any, baseline: bool = True, stale_after_s: float = 86400.0, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
         inner = self.sweeper
@@ -203,8 +229,9 @@ class AutotuneGridSweeperConf(BasicSweeperConf):
 class AutotuneOptunaSweeperConf(OptunaSweeperConf):
     _target_: str = "hydra_plugins.autotune_sweepers.sweepers.AutotuneOptunaSweeper"
     baseline: bool = True
-    # A RUNNING trial older than this when a sweep starts was left by a dead worker.
-    stale_after_s: float = 0.0
+    # A RUNNING trial is failed when a sweep starts if its worker (on this host) is
+    # gone, or, for workers elsewhere, once it is older than this.
+    stale_after_s: float = 86400.0
 
 
 ConfigStore.instance().store(
