@@ -193,3 +193,25 @@ def test_sigkill_of_the_tuner_is_cleaned_up_at_the_next_start(tmp_path):
     df = mlflow.search_runs(search_all_experiments=True)
     assert not (df["status"] == "RUNNING").any()
     assert (df["status"] == "KILLED").sum() == 2  # the killed sweep and its trial
+
+
+@pytest.mark.slow
+def test_engine_killed_mid_benchmark_is_a_crash_with_partial_results(tmp_path):
+    # The simulated engine SIGKILLs itself at its 4th request; the next trial is healthy.
+    proc = autotune(
+        tmp_path, "-m", 'deploy.faults=["kill-after-requests=3"],[]', "params.mem=0.8", *SMALL
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, trials = runs(tmp_path)
+    bad = trials[trials["tags.autotune.status"] == "failed"]
+    good = trials[trials["tags.autotune.status"] == "ok"]
+    assert len(bad) == 1 and len(good) == 1
+    assert bad.iloc[0]["tags.autotune.failure"] == "crash"
+    assert bad.iloc[0]["tags.mlflow.runName"].endswith("[crash]")
+    assert bad.iloc[0]["status"] == "FAILED" and good.iloc[0]["metrics.objective"] > 0
+    text = Path(
+        mlflow.MlflowClient().download_artifacts(
+            bad.iloc[0]["run_id"], "failure.txt", str(tmp_path)
+        )
+    ).read_text()
+    assert "engine exited with code -9 during the benchmark" in text
