@@ -151,6 +151,7 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
     held = contextlib.ExitStack()
     try:
         spec.gpus = held.enter_context(_gpu_lease(cfg, params, spec.trial_name))
+        leased_at = time.time()
         if spec.gpus is not None:
             run.tag(**{"autotune.gpus": ",".join(map(str, spec.gpus))})
         phase("deploying")
@@ -209,6 +210,8 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
         if endpoint is not None:
             launcher.stop(endpoint)
         held.close()  # GPUs go back only once the engine has stopped
+        if spec.gpus is not None:  # when the GPUs were held (epoch seconds)
+            run.tag(**{"autotune.gpu_lease": f"{leased_at:.3f}-{time.time():.3f}"})
         _record_artifacts(run, ctx.workdir, endpoint, secrets)
         run.end(status)
         elapsed = time.monotonic() - started
