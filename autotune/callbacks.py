@@ -28,6 +28,7 @@ from autotune import registry
 if TYPE_CHECKING:
     from autotune import tracking
 from autotune.objective import Objective, pareto_front
+from autotune.owner import owner_id
 from autotune.progress import console, print_pareto, print_summary
 from autotune.study import StudyInfo, study_name
 from autotune.validation import validate_study
@@ -147,7 +148,7 @@ class StudyCallback(Callback):
                     "autotune.sweep_dir": str(self.sweep_dir),
                     "autotune.n_trials": n_trials if n_trials is not None else "",
                     "autotune.command": " ".join(sys.argv[1:]),
-                    tracking.OWNER: tracking.owner_id(),
+                    tracking.OWNER: owner_id(),
                 },
             )
         self.parent.params(

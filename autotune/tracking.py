@@ -18,15 +18,15 @@ import functools
 import logging
 import math
 import os
-import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import psutil
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
+
+from autotune.owner import owner_dead, owner_id
 
 log = logging.getLogger(__name__)
 
@@ -194,20 +194,6 @@ def create_run(
 ) -> RunLogger:
     run = client.create_run(experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
     return RunLogger(client, run.info.run_id, deferred=deferred)
-
-
-def owner_id() -> str:
-    return f"{os.getpid()}@{socket.gethostname()}"
-
-
-def owner_dead(owner: str | None) -> bool:
-    """True only when the owner ran on this host and its process is gone."""
-    if not owner or "@" not in owner:
-        return False
-    pid, host = owner.split("@", 1)
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    return not psutil.pid_exists(int(pid))
 
 
 def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:

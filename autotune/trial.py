@@ -30,6 +30,7 @@ from autotune.failures import classify, last_lines, read_log
 from autotune.gpus import lease_gpus
 from autotune.launcher import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, create_launcher
 from autotune.objective import Objective, Score
+from autotune.owner import owner_id
 from autotune.params import gpu_count, normalize
 from autotune.progress import TrialProgress
 from autotune.readiness import wait_ready
@@ -104,7 +105,7 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
             "autotune.deploy": cfg.deploy.name,
             "autotune.runtime": cfg.runtime.name,
             "autotune.host": os.uname().nodename,
-            tracking.OWNER: tracking.owner_id(),
+            tracking.OWNER: owner_id(),
         },
         deferred=launcher.instant,
     )

@@ -36,6 +36,7 @@ from dotenv import dotenv_values
 
 from autotune import registry
 from autotune.launcher import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, free_port
+from autotune.owner import owner_dead, owner_id
 from autotune.params import gpu_count, to_argv
 from autotune.secrets import MASK, is_secret_name
 
@@ -82,24 +83,8 @@ def container_name(trial_name: str) -> str:
     return name[:120]
 
 
-def _owner() -> str:
-    return f"{os.getpid()}@{socket.gethostname()}"
-
-
 def _owner_alive(owner: str | None) -> bool:
-    """Whether the tuner named by an ``autotune.owner`` label may still be running."""
-    if not owner or "@" not in owner:
-        return False
-    pid, _, host = owner.partition("@")
-    if host != socket.gethostname():
-        return True  # another machine's tuner: not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not owner_dead(owner, unknown_is_dead=True)
 
 
 class DockerLauncher(Launcher):
@@ -220,7 +205,7 @@ class DockerLauncher(Launcher):
             "labels": {
                 LABEL_TRIAL: spec.trial_name,
                 LABEL_MANAGED: "true",
-                LABEL_OWNER: _owner(),
+                LABEL_OWNER: owner_id(),
             },
             "environment": self.environment(spec),
             "network_mode": self.network_mode,

@@ -46,6 +46,7 @@ import yaml
 from autotune import registry
 from autotune.failures import classify, last_lines
 from autotune.launcher import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, free_port
+from autotune.owner import owner_dead, owner_id
 from autotune.params import gpu_count, to_argv
 from autotune.secrets import is_secret_name
 
@@ -156,24 +157,8 @@ def _study_of(spec: LaunchSpec) -> str:
     return head if sep else spec.trial_name
 
 
-def _owner() -> str:
-    return f"{os.getpid()}@{socket.gethostname()}"
-
-
 def _owner_alive(owner: str | None) -> bool:
-    """Whether the tuner named by an ``autotune.io/owner`` value may still be running."""
-    if not owner or "@" not in owner:
-        return True  # unknown: not ours to delete
-    pid, _, host = owner.partition("@")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not owner_dead(owner, unknown_is_dead=False)
 
 
 # -- the Kubernetes API ------------------------------------------------------------------
@@ -318,7 +303,7 @@ class OmeLauncher(Launcher):
             "annotations": {
                 "autotune.io/study": study,
                 "autotune.io/trial": spec.trial_name,
-                "autotune.io/owner": _owner(),
+                "autotune.io/owner": owner_id(),
                 "autotune.io/flags": json.dumps(spec.params, sort_keys=True),
             },
             "base_model": self.base_model or dns_name(spec.model.name),

@@ -185,7 +185,7 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
     def _configure_trials(self, trials: list[Any], *args: Any, **kwargs: Any) -> Any:
         # Record who runs each trial, so a later sweep can tell a dead worker's
         # RUNNING trial (fail it) from a live one's (leave it).
-        from autotune.tracking import owner_id
+        from autotune.owner import owner_id
 
         for trial in trials:
             trial.set_user_attr(_OWNER_ATTR, owner_id())
@@ -195,7 +195,7 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
         """Trials left RUNNING by a killed sweep never finish: mark them FAIL."""
         import datetime as dt
 
-        from autotune.tracking import owner_dead
+        from autotune.owner import owner_dead
 
         now = dt.datetime.now()
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
