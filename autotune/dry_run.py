@@ -39,14 +39,13 @@ def render_study(cfg: DictConfig) -> dict[str, str]:
     launcher = create_launcher(cfg.deploy)
     workdir = Path(HydraConfig.get().runtime.output_dir).resolve()
     n_gpus = int(params.get(cfg.runtime.gpu_flag, 1) or 1) if cfg.runtime.gpu_flag else 1
-    spec = LaunchSpec(
-        trial_name=f"dry-run-{HydraConfig.get().job.get('num', 0)}",
-        runtime=cfg.runtime,
-        model=cfg.model,
-        params=params,
+    spec = LaunchSpec.for_trial(
+        cfg,
+        params,
+        study=cfg.study.name or "dry-run",
+        trial=str(HydraConfig.get().job.get("num", 0)),
         workdir=workdir,
         gpus=[int(g) for g in cfg.deploy.gpus][:n_gpus] if cfg.deploy.get("gpus") else None,
-        study=cfg.study.name or "dry-run",
     )
     secrets = secret_values()
     rendered = {name: scrub(text, secrets) for name, text in launcher.render(spec).items()}

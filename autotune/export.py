@@ -336,15 +336,7 @@ def launch_files(
 ) -> tuple[dict[str, str], list[str]]:
     """``launch.sh``, ``docker_run.sh``, ``inferenceservice.yaml`` from the launchers."""
     cfg = OmegaConf.create(dict(trial_cfg))
-    spec = LaunchSpec(
-        trial_name=f"{study_name}-{trial_name}",
-        runtime=cfg.runtime,
-        model=cfg.model,
-        params=params,
-        workdir=workdir,
-        gpus=None,
-        study=study_name,
-    )
+    spec = LaunchSpec.for_trial(cfg, params, study=study_name, trial=trial_name, workdir=workdir)
     wanted = {
         "local": {"command.sh": "launch.sh"},
         "docker": {"docker_run.sh": "docker_run.sh"},

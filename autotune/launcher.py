@@ -56,6 +56,28 @@ class LaunchSpec:
     env: dict[str, str] = field(default_factory=dict)
     study: str | None = None
 
+    @classmethod
+    def for_trial(
+        cls,
+        cfg: Any,
+        params: dict[str, Any],
+        *,
+        study: str,
+        trial: str,
+        workdir: Path,
+        gpus: list[int] | None = None,
+    ) -> LaunchSpec:
+        """The spec of trial ``trial`` of ``study`` from a composed study config."""
+        return cls(
+            trial_name=f"{study}-{trial}",
+            runtime=cfg.runtime,
+            model=cfg.model,
+            params=params,
+            workdir=workdir,
+            gpus=gpus,
+            study=study,
+        )
+
     @property
     def served_name(self) -> str:
         return self.model.served_name or self.model.name

@@ -115,15 +115,7 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
         run.tag(**{tracking.PHASE: p})
         progress.phase(p)
 
-    spec = LaunchSpec(
-        trial_name=f"{study.name}-{name}",
-        runtime=cfg.runtime,
-        model=cfg.model,
-        params=params,
-        workdir=ctx.workdir,
-        gpus=None,
-        study=study.name,
-    )
+    spec = LaunchSpec.for_trial(cfg, params, study=study.name, trial=name, workdir=ctx.workdir)
     run.params(
         {
             **params,
