@@ -239,15 +239,13 @@ def _all_values(cfg: DictConfig, flag: str | None) -> list[Any]:
     """Every value the study will give ``flag`` (config + sweep)."""
     if not flag:
         return []
-    flags, aliases = cfg.runtime.flags, cfg.runtime.aliases
-    names = {flag} | {a for a, n in aliases.items() if n == flag}
+    names = {flag} | {a for a, n in cfg.runtime.aliases.items() if n == flag}
     values = [v for k, v in dict(cfg.params).items() if k in names]
     for key, vals, bounds in sweep_values(cfg):
         key = key.lstrip("+~")
         if key.startswith("params.") and key[len("params.") :] in names:
             values += vals + list(bounds or ())
-    del flags
-    return values or [1]
+    return values or [1]  # unset: the engine's default of one GPU
 
 
 def _check_export(cfg: DictConfig, errors: list[str]) -> None:
