@@ -3,9 +3,13 @@
 ``StudyCallback`` runs in the sweep driver. Before the first trial it validates the
 whole study (flags of every sweep value, workload, objective) and checks the tracking
 store, so bad input exits non-zero with a clear message and nothing deployed. It then
-creates the MLflow parent run and writes ``study.json`` for the trials. At the end
-it prints the study table and the best trial, and closes the parent run, also when
-the sweep is interrupted (Ctrl-C, SIGTERM) or the process exits early.
+finds or creates the MLflow parent run and writes ``study.json`` for the trials. At
+the end it prints the study table and the best trial, and closes the parent run, also
+when the sweep is interrupted (Ctrl-C, SIGTERM) or the process exits early.
+
+Several sweep processes (workers) may share one study (docs/team.md): the one that
+creates the Optuna study creates the parent run and records it in the study, the
+others join it; the parent is closed by the last worker to leave.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import atexit
 import contextlib
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -23,14 +28,25 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from autotune import registry
+from autotune import registry, secrets
 
 if TYPE_CHECKING:
     from autotune import tracking
 from autotune.objective import Objective, pareto_front
-from autotune.owner import owner_id
+from autotune.owner import owner_dead, owner_id
 from autotune.progress import console, print_pareto, print_summary
-from autotune.study import StudyInfo, study_name
+from autotune.study import (
+    WORKER_ATTR,
+    SharedStudy,
+    StudyInfo,
+    join_study,
+    open_storage,
+    optuna_storage,
+    storage_error,
+    study_name,
+    worker_name,
+    worker_seed,
+)
 from autotune.validation import validate_study
 
 log = logging.getLogger(__name__)
@@ -71,12 +87,63 @@ def resumable(cfg: DictConfig) -> bool:
     return "optuna" in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).lower()
 
 
+def study_storage(cfg: DictConfig) -> str:
+    """The Optuna storage URL the sweeper uses."""
+    return str(
+        OmegaConf.select(cfg, "hydra.sweeper.storage", default=None)
+        or optuna_storage(cfg, cfg.hydra.runtime.cwd)
+    )
+
+
+# How long a worker that joins a brand-new study waits for its creator to record the
+# MLflow parent run (one create_run call), and how long two workers that both created
+# a parent run (no shared Optuna study to decide) wait before keeping the oldest.
+PARENT_WAIT_S, PARENT_SETTLE_S = 30.0, 2.0
+_SWEEP_DIR_OWNER = ".autotune-worker"
+
+
+def _mask_logs(values: list[str]) -> None:
+    """Scrub ``values`` from every record the root logger's handlers emit."""
+    if not values:
+        return
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, secrets.ScrubbingFilter) for f in handler.filters):
+            handler.addFilter(secrets.ScrubbingFilter(values))
+
+
+def _claim_sweep_dir(sweep_dir: Path) -> str | None:
+    """Make this process the sweep directory's only user; else say who uses it.
+
+    Two workers started in the same second on one host get the same default
+    ``hydra.sweep.dir``: their trials would overwrite each other's files.
+    """
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    path = sweep_dir / _SWEEP_DIR_OWNER
+    me = owner_id()
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            other = path.read_text().strip()
+            if other and other != me and not owner_dead(other, unknown_is_dead=True):
+                return other
+            path.unlink(missing_ok=True)  # left by a process that is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        return None
+    return None
+
+
 class StudyCallback(Callback):
     def __init__(self) -> None:
         self.info: StudyInfo | None = None
         self.parent: tracking.RunLogger | None = None
         self.interrupted = False
         self.sweep_dir: Path | None = None
+        self.worker = ""  # search.worker, or "pid@host" for a lone sweep process
+        self._secrets: list[str] = []  # passwords in the storage / tracking URLs
+        self._left = False
         self._previous_handlers: dict[int, Any] = {}
 
     # -- Hydra hooks ---------------------------------------------------------------------
@@ -91,6 +158,20 @@ class StudyCallback(Callback):
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._end(config)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # In the process that runs the trial (the driver, or a joblib/Ray worker that
+        # got this callback pickled): mask the URL passwords there too, and tag the
+        # trial run with this sweep process's worker name and sampler seed.
+        if self.info is None:
+            return
+        from autotune import tracking
+
+        secrets.register(self._secrets)
+        _mask_logs(self._secrets)
+        tracking.set_job_tags(
+            {tracking.WORKER: self.info.worker, tracking.SAMPLER_SEED: self.info.sampler_seed}
+        )
 
     # -- implementation ------------------------------------------------------------------
     def _start(self, cfg: DictConfig, sweep_dir: Path, n_trials: int | None) -> None:
@@ -110,46 +191,77 @@ class StudyCallback(Callback):
             _fail("Invalid study configuration:", errors)
         if cfg.dry_run:
             return
+        start_dir = cfg.hydra.runtime.cwd
+        shared_study = resumable(cfg)
+        storage = study_storage(cfg) if shared_study else None
+        url_errors = [
+            f"{key}: {err}"
+            for key, url in (("search.storage", storage), ("tracking.uri", cfg.tracking.uri))
+            if url and (err := storage_error(str(url)))
+        ]
+        if url_errors:
+            _fail("Invalid study configuration:", url_errors)
         # Imported only now: mlflow takes seconds to import, and bad input must fail fast.
         from autotune import tracking
 
         registry.reap()
-        start_dir = cfg.hydra.runtime.cwd
         uri = tracking.resolve_uri(cfg.tracking.uri, start_dir)
+        # A password in a storage or tracking URL never reaches a log or MLflow.
+        self._secrets = secrets.url_credentials(storage) + secrets.url_credentials(uri)
+        secrets.register(self._secrets)
+        _mask_logs(secrets.secret_values())
         try:
             client, exp_id = tracking.connect(uri, cfg.tracking.experiment)
         except tracking.TrackingError as e:
-            _fail("Tracking store unavailable:", [str(e)])
+            _fail("Tracking store unavailable:", [secrets.scrub(str(e), self._secrets)])
         for run_id in tracking.close_orphaned_runs(client, exp_id):
             log.warning("closed run %s left RUNNING by a tuner that was killed", run_id)
         objective = Objective.from_config(cfg.objective)
         simulated = bool(cfg.deploy.get("simulated"))
-        if cfg.study.name or resumable(cfg):
+        if cfg.study.name or shared_study:
             name = study_name(cfg)
         else:  # a grid keeps no state to resume from: each run is its own study
             name = f"{cfg.tracking.experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.sweep_dir = sweep_dir.resolve()
-        self.parent = tracking.find_sweep_run(client, exp_id, name)
-        if self.parent is not None:
-            console.print(
-                f"Resuming study {name} (MLflow run {self.parent.run_id})", highlight=False
+        other = _claim_sweep_dir(self.sweep_dir)
+        if other:
+            _fail(
+                "Sweep directory in use:",
+                [
+                    f"{self.sweep_dir} is used by the sweep process {other}; give each worker "
+                    f"its own directory: hydra.sweep.dir=multirun/<study>/<worker>"
+                ],
             )
-            self.parent.reopen()
-        else:
-            self.parent = tracking.create_run(
-                client,
-                exp_id,
-                name,
-                {
-                    tracking.ROLE: "sweep",
-                    tracking.STUDY: name,
-                    tracking.SIMULATED: str(simulated).lower(),
-                    tracking.STATUS: "running",
-                    "autotune.sweep_dir": str(self.sweep_dir),
-                    "autotune.n_trials": n_trials if n_trials is not None else "",
-                    "autotune.command": " ".join(sys.argv[1:]),
-                    tracking.OWNER: owner_id(),
-                },
+        worker = worker_name(cfg)
+        self.worker = worker or owner_id()
+        shared = None
+        if shared_study:
+            shared = join_study(open_storage(storage), name, objective.directions, worker)
+            self._check_workers(shared, worker)
+        self.parent, created = self._sweep_run(
+            client,
+            exp_id,
+            cfg,
+            name,
+            shared,
+            {
+                tracking.ROLE: "sweep",
+                tracking.STUDY: name,
+                tracking.SIMULATED: str(simulated).lower(),
+                tracking.STATUS: "running",
+                "autotune.sweep_dir": str(self.sweep_dir),
+                "autotune.n_trials": n_trials if n_trials is not None else "",
+                "autotune.command": secrets.scrub(" ".join(sys.argv[1:]), secrets.secret_values()),
+                tracking.OWNER: owner_id(),
+            },
+        )
+        joined = not created and tracking.live_workers(client.get_run(self.parent.run_id).data.tags)
+        tracking.join_sweep_run(self.parent, self.worker)
+        if not created:
+            console.print(
+                f"{'Joining' if joined else 'Resuming'} study {name} "
+                f"(MLflow run {self.parent.run_id})",
+                highlight=False,
             )
         self.parent.params(
             {
@@ -165,6 +277,8 @@ class StudyCallback(Callback):
                 "workload.concurrency": ",".join(str(c) for c in cfg.benchmark.concurrency),
             }
         )
+        done_before = len(client.get_metric_history(self.parent.run_id, "trial_ok"))
+        seed = worker_seed(cfg.search.seed, worker) if shared_study else None
         self.info = StudyInfo(
             name=name,
             tracking_uri=uri,
@@ -173,18 +287,89 @@ class StudyCallback(Callback):
             directions=list(objective.directions),
             n_trials=n_trials,
             simulated=simulated,
-            first_index=len(client.get_metric_history(self.parent.run_id, "trial_ok")),
+            # The Optuna sweeper numbers its jobs after the Optuna trials (unique across
+            # workers); a grid numbers them after the trials already in the study.
+            first_index=0 if shared_study else done_before,
+            worker=self.worker,
+            sampler_seed=seed,
         )
         self.info.write(self.sweep_dir)
-        if n_trials is not None:  # live done / failed / total in the UI
-            self.parent.metric("trials_total", self.info.first_index + n_trials)
+        if n_trials is not None and worker is None:  # live done / failed / total in the UI
+            self.parent.metric("trials_total", done_before + n_trials)
         self._guard()
         banner = " [magenta](SIMULATED engine)[/]" if simulated else ""
+        team = f" as worker {worker} (sampler seed {seed})" if worker else ""
+        shown = secrets.mask_url(uri)
         console.print(
-            f"[bold]Study {name}[/]{banner}: {n_trials or '?'} trial(s) on deploy={cfg.deploy.name}, "
-            f"tracking {uri}\n  watch: mlflow ui --backend-store-uri {uri}",
+            f"[bold]Study {name}[/]{banner}: {n_trials or '?'} trial(s) on deploy={cfg.deploy.name}"
+            f"{team}, tracking {shown}\n  watch: mlflow ui --backend-store-uri {shown}",
             highlight=False,
         )
+
+    def _sweep_run(
+        self,
+        client: Any,
+        exp_id: str,
+        cfg: DictConfig,
+        name: str,
+        shared: SharedStudy | None,
+        tags: dict[str, Any],
+    ) -> tuple[tracking.RunLogger, bool]:
+        """The study's one MLflow parent run, found or created; True if created here.
+
+        With an Optuna study, the worker that created it creates the parent run and
+        records its id in the study; the others read it (waiting for it if the study
+        is brand new). Without one (a grid, or a study recorded before autotune kept
+        the parent's id), find or create by tag.
+        """
+        from autotune import tracking
+
+        experiment = str(cfg.tracking.experiment)
+        if shared is not None:
+            run = tracking.sweep_run(client, shared.parent_run_id(experiment))
+            if run is None and not shared.created and shared.is_empty():
+                log.info("waiting for the worker that created study %s to record its run", name)
+                run_id = shared.wait_parent_run_id(experiment, PARENT_WAIT_S)
+                run = tracking.sweep_run(client, run_id)
+            if run is not None:
+                return run, False
+            if shared.created:
+                run = tracking.find_sweep_run(client, exp_id, name)
+                created = run is None
+                if run is None:
+                    run = tracking.create_run(client, exp_id, name, tags)
+                shared.set_parent_run_id(experiment, run.run_id)
+                return run, created
+        settle = PARENT_SETTLE_S if shared is not None or cfg.study.name else 0.0
+        run, created = tracking.find_or_create_sweep_run(client, exp_id, name, tags, settle)
+        if shared is not None:
+            shared.set_parent_run_id(experiment, run.run_id)
+        return run, created
+
+    def _check_workers(self, shared: SharedStudy, worker: str | None) -> None:
+        """A worker name runs once at a time; a lone sweep should not share a study."""
+        me = owner_id()
+        for t in shared.running_trials():
+            owner = t.user_attrs.get("autotune_owner")
+            if owner == me or owner_dead(owner):
+                continue
+            if worker is not None and t.user_attrs.get(WORKER_ATTR) == worker:
+                if owner and owner.partition("@")[2] == me.partition("@")[2]:
+                    _fail(
+                        "Worker already running:",
+                        [
+                            f"search.worker={worker} is running as {owner} (trial {t.number}); "
+                            f"give each worker its own search.worker name"
+                        ],
+                    )
+            elif worker is None:
+                log.warning(
+                    "%s is running trials of this study too: give every process that "
+                    "shares a study its own search.worker=NAME, so that each gets its own "
+                    "sampler seed and budget (docs/team.md)",
+                    owner,
+                )
+                return
 
     def _guard(self) -> None:
         """Never leave the parent RUNNING: mark interrupts, close on any exit."""
@@ -199,12 +384,16 @@ class StudyCallback(Callback):
         atexit.register(self._close_parent, "KILLED")
 
     def _close_parent(self, status: str) -> None:
-        if self.parent is None:
+        if self.parent is None or self._left:
             return
         from autotune import tracking
 
+        self._left = True
         try:
-            if not tracking.is_terminal(self.parent.status()):
+            last = tracking.leave_sweep_run(self.parent, self.worker, status)
+            if not last:
+                log.info("other workers are still running study %s", self.parent.run_id)
+            elif not tracking.is_terminal(self.parent.status()):
                 self.parent.tag(
                     **{tracking.STATUS: "interrupted" if status == "KILLED" else "done"}
                 )
@@ -223,6 +412,9 @@ class StudyCallback(Callback):
             self._close_parent("KILLED" if self.interrupted or _in_interrupt() else "FINISHED")
             for sig, handler in self._previous_handlers.items():
                 signal.signal(sig, handler)
+            if self.sweep_dir is not None:
+                with contextlib.suppress(OSError):
+                    (self.sweep_dir / _SWEEP_DIR_OWNER).unlink()
 
     def _summarize(self, cfg: DictConfig) -> None:
         assert self.info is not None and self.parent is not None

@@ -249,6 +249,11 @@ class SearchConfig:
     baseline: bool = True
     # Trials of one sweep process that run at once (on distinct GPUs).
     n_jobs: int = 1
+    # Several sweep processes on one study (docs/team.md): this process's name, unique
+    # in the study and the same when it is re-run (e.g. "gpu-host-1" or "host1-gpu0").
+    # It gets its own sampler seed (from `seed` and the name) and its own budget
+    # (`n_trials` counts the trials it ran). null = the only worker of the study.
+    worker: str | None = None
 
 
 @dataclass

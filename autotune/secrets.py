@@ -8,6 +8,8 @@ in every text autotune stores or prints.
     (True, False)
     >>> scrub("token=hf_abc123", ["hf_abc123"])
     'token=***'
+    >>> mask_url("postgresql://tuner:s3cret-pw@db:5432/optuna")
+    'postgresql://tuner:***@db:5432/optuna'
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ MASK = "***"
 _SECRET_NAME = re.compile(
     r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH)", re.I
 )
-_PROXY_NAME = re.compile(r"^(https?|all|no|ftp)_proxy$", re.I)
 # Values shorter than this are not scrubbed: masking "1" everywhere would wreck logs.
 _MIN_SECRET_LEN = 6
 
@@ -33,30 +34,53 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
-def _proxy_credentials(value: str) -> list[str]:
+# Secrets this process learnt from its configuration (e.g. the password in a
+# search.storage URL given on the command line): see register().
+_registered: set[str] = set()
+
+
+def url_credentials(value: str | None) -> list[str]:
+    """The password (and ``user:password``) in a URL such as ``postgresql://u:pw@host/db``."""
+    if not value or "://" not in value:
+        return []
     try:
         parts = urlsplit(value)
+        username, password = parts.username, parts.password
     except ValueError:
         return []
     found = []
-    if parts.password:
-        found.append(parts.password)
-    if parts.username and parts.password:
-        found.append(f"{parts.username}:{parts.password}")
+    if password:
+        found.append(password)
+    if username and password:
+        found.append(f"{username}:{password}")
     return found
 
 
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for display)."""
+    for secret in url_credentials(url)[:1]:
+        url = url.replace(f":{secret}@", f":{MASK}@", 1)
+    return url
+
+
+def register(values: Iterable[str]) -> None:
+    """Treat ``values`` as secrets in this process from now on (see secret_values)."""
+    _registered.update(v for v in values if v)
+
+
 def secret_values(env: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> list[str]:
-    """Secret values found in ``env`` (default: this process's environment) plus ``extra``."""
+    """Secret values found in ``env`` (default: this process's environment), the ones
+    :func:`register`-ed in this process, plus ``extra``."""
     env = os.environ if env is None else env
-    values: set[str] = {v for v in extra if v}
+    values: set[str] = {v for v in extra if v} | _registered
     for name, value in env.items():
         if not value:
             continue
         if is_secret_name(name):
             values.add(value)
-        elif _PROXY_NAME.match(name):
-            values.update(_proxy_credentials(value))
+        # Proxy URLs, and any other URL with a password (MLFLOW_TRACKING_URI,
+        # a storage URL the config reads with ${oc.env:...}).
+        values.update(url_credentials(value))
     # Longest first, so that a secret containing another is masked whole.
     return sorted((v for v in values if len(v) >= _MIN_SECRET_LEN), key=len, reverse=True)
 

@@ -1,20 +1,51 @@
-"""The study a trial belongs to: written by the sweep driver, read by every trial.
+"""The study a trial belongs to: its name, its storage, its workers.
 
 The driver (``autotune.callbacks.StudyCallback``) creates the MLflow parent run and
 writes ``study.json`` into the sweep directory; each trial, in whatever process or
 worker it runs, reads it to nest its run under the parent.
+
+Several sweep processes ("workers", ``search.worker=NAME``) share one study when they
+use the same ``search.storage`` and study name (docs/team.md). The Optuna study is the
+shared state: it records who runs each trial (``autotune_worker``), which MLflow run is
+the study's parent, and which trials were reclaimed from a dead worker.
+
+    >>> worker_seed(0, None), worker_seed(0, "gpu0") == worker_seed(0, "gpu0")
+    (0, True)
+    >>> worker_seed(0, "gpu0") != worker_seed(0, "gpu1")
+    True
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import logging
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger(__name__)
+
 STUDY_FILE = "study.json"
+# Optuna trial user attributes (the owner attribute is the sweeper's, "pid@host").
+WORKER_ATTR, SEED_ATTR, RECLAIMED_ATTR = "autotune_worker", "autotune_seed", "autotune_reclaimed"
+# Optuna study system attributes: the MLflow parent run (per experiment) and who runs
+# the baseline (the worker that created the study).
+_PARENT_ATTR, _BASELINE_BY_ATTR = "autotune:mlflow_parent:", "autotune:baseline_by"
+# SQLAlchemy URL schemes whose driver is an extra, and the extra to install.
+_DRIVERS = {
+    "postgresql": ("psycopg2", "team"),
+    "postgresql+psycopg2": ("psycopg2", "team"),
+    "postgres": ("psycopg2", "team"),
+}
 
 
 @dataclass
@@ -29,6 +60,9 @@ class StudyInfo:
     # Trials an earlier run of this study already finished (a resumed study numbers
     # its new trials after them).
     first_index: int = 0
+    # The sweep process: search.worker, or "pid@host" when it is the only worker.
+    worker: str = ""
+    sampler_seed: int | None = None
 
     def write(self, sweep_dir: Path) -> Path:
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -84,3 +118,192 @@ def study_name(cfg: DictConfig) -> str:
 def optuna_storage(cfg: DictConfig, start_dir: str | Path) -> str:
     """``search.storage``, or sqlite next to the MLflow store in the start directory."""
     return cfg.search.storage or f"sqlite:///{Path(start_dir).resolve() / 'optuna.db'}"
+
+
+# -- workers ------------------------------------------------------------------------------
+
+
+def worker_name(cfg: DictConfig) -> str | None:
+    """``search.worker``: the name of this sweep process in a shared study, or None."""
+    name = OmegaConf.select(cfg, "search.worker", default=None)
+    return str(name) if name not in (None, "") else None
+
+
+def worker_seed(seed: int, worker: str | None) -> int:
+    """The sampler seed of a worker: ``seed`` itself for a lone worker, else derived.
+
+    Workers with the same seed would propose the same first configurations; a seed
+    derived from ``search.seed`` and the worker's name differs per worker and stays
+    the same when that worker is re-run.
+    """
+    if worker is None:
+        return int(seed)
+    digest = hashlib.sha256(f"{seed}:{worker}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
+
+
+def worker_sampler(sampler_cfg: DictConfig | None, sampler: Any, seed: int) -> Any:
+    """The configured sampler again, with ``seed`` (the sweeper built it with search.seed)."""
+    if sampler_cfg is None or "seed" not in sampler_cfg or sampler_cfg.seed == seed:
+        return sampler
+    from hydra.utils import instantiate
+
+    return instantiate(
+        sampler_cfg,
+        seed=seed,
+        _execution_whitelist_=("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*"),
+    )
+
+
+def finished_trials(study: optuna.Study, worker: str | None) -> int:
+    """Trials that use up a worker's budget: finished ones it ran (all, for a lone worker).
+
+    Trials reclaimed from a dead worker do not count: their configuration never got a
+    fair run, and the re-run worker runs its whole budget ("nothing lost").
+    """
+    import optuna
+
+    done = (
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.FAIL,
+        optuna.trial.TrialState.PRUNED,
+    )
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=done)
+        if not t.user_attrs.get(RECLAIMED_ATTR)
+        and (worker is None or t.user_attrs.get(WORKER_ATTR) == worker)
+    )
+
+
+def is_stale(
+    trial: optuna.trial.FrozenTrial, owner: str, worker: str | None, stale_after_s: float
+) -> bool:
+    """Is a RUNNING trial left behind by a dead sweep process?
+
+    Yes when its process ran on this host and is gone; when it belongs to this worker's
+    name but another process (this worker was killed and is re-run, on any host); or
+    when it is older than ``stale_after_s`` (workers elsewhere).
+    """
+    import datetime as dt
+
+    from autotune.owner import owner_dead
+
+    trial_owner = trial.user_attrs.get("autotune_owner")
+    if owner_dead(trial_owner):
+        return True
+    if worker is not None and trial.user_attrs.get(WORKER_ATTR) == worker and trial_owner != owner:
+        return True
+    start = trial.datetime_start
+    return start is not None and (dt.datetime.now() - start).total_seconds() >= stale_after_s
+
+
+def reclaim(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Mark a stale RUNNING trial FAIL, flagged so that it uses up no budget."""
+    import optuna
+
+    study._storage.set_trial_user_attr(trial._trial_id, RECLAIMED_ATTR, True)
+    study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+
+def baseline_is_mine(study: optuna.Study, worker: str | None) -> bool:
+    """Only the worker that created a shared study runs its baseline (once)."""
+    by = study._storage.get_study_system_attrs(study._study_id).get(_BASELINE_BY_ATTR)
+    return by is None or by == worker
+
+
+# -- the shared Optuna study ---------------------------------------------------------------
+
+
+def storage_error(url: str) -> str | None:
+    """Why ``url`` cannot be opened here (a missing database driver), or None."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    driver = _DRIVERS.get(scheme)
+    if driver and importlib.util.find_spec(driver[0]) is None:
+        return (
+            f"{scheme}:// needs the {driver[0]} database driver, which is not installed: "
+            f"pip install -e '.[{driver[1]}]' (or pip install psycopg2-binary)"
+        )
+    return None
+
+
+def open_storage(url: str, attempts: int = 5) -> optuna.storages.BaseStorage:
+    """Optuna storage for ``url``; retried, since workers starting at once on an empty
+    database race to create its tables."""
+    import optuna
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.get_storage(url)
+        except Exception as e:  # IntegrityError / ProgrammingError from the race
+            if attempt == attempts - 1:
+                raise
+            log.info("opening %s failed (%s): retrying", _mask(url), type(e).__name__)
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class SharedStudy:
+    """The Optuna study as the workers' meeting point (see :func:`join_study`)."""
+
+    storage: Any
+    study_id: int
+    # This process created the study: it records the MLflow parent and runs the baseline.
+    created: bool
+
+    def _attrs(self) -> dict[str, Any]:
+        return self.storage.get_study_system_attrs(self.study_id)
+
+    def parent_run_id(self, experiment: str) -> str | None:
+        return self._attrs().get(_PARENT_ATTR + experiment)
+
+    def set_parent_run_id(self, experiment: str, run_id: str) -> None:
+        self.storage.set_study_system_attr(self.study_id, _PARENT_ATTR + experiment, run_id)
+
+    def is_empty(self) -> bool:
+        return not self.storage.get_all_trials(self.study_id, deepcopy=False)
+
+    def wait_parent_run_id(self, experiment: str, timeout_s: float) -> str | None:
+        """The parent the creating worker records, polled for up to ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            run_id = self.parent_run_id(experiment)
+            if run_id or time.monotonic() >= deadline:
+                return run_id
+            time.sleep(0.2)
+
+    def running_trials(self) -> list[optuna.trial.FrozenTrial]:
+        import optuna
+
+        return self.storage.get_all_trials(
+            self.study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)
+        )
+
+
+def join_study(
+    storage: Any, name: str, directions: Sequence[str], worker: str | None
+) -> SharedStudy:
+    """Create the Optuna study, or join it when another process already did.
+
+    Study creation is atomic in the storage (unique name), so of several workers
+    starting at once exactly one is the creator: it records the MLflow parent run and
+    runs the baseline; the others wait for that record.
+    """
+    import optuna
+
+    try:
+        study_id = storage.create_new_study(
+            [optuna.study.StudyDirection[d.upper()] for d in directions], name
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        return SharedStudy(storage, storage.get_study_id_from_name(name), created=False)
+    if worker is not None:
+        storage.set_study_system_attr(study_id, _BASELINE_BY_ATTR, worker)
+    return SharedStudy(storage, study_id, created=True)
+
+
+def _mask(url: str) -> str:
+    from autotune.secrets import mask_url
+
+    return mask_url(url)

@@ -10,6 +10,9 @@ Names (contract, see README):
   ``autotune.simulated`` = ``true`` for simulator results; ``autotune.study``.
 - parent metrics ``best_objective``, ``trials_done``, ``trials_failed`` with
   step = trial index (live curves).
+- ``autotune.worker`` on trials: the sweep process that ran it (``search.worker`` or
+  ``pid@host``); ``autotune.worker.<name>`` on the parent: ``pid@host`` while that
+  worker is in the study, then ``done`` | ``interrupted``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import functools
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +44,13 @@ SIMULATED, STUDY, PARENT = "autotune.simulated", "autotune.study", "mlflow.paren
 # "<pid>@<host>" of the process that runs a sweep or trial: lets the next start close
 # runs whose process was SIGKILLed (it could not close them itself).
 OWNER = "autotune.owner"
+# The sweep process (worker) a trial belongs to; on the parent, one tag per worker.
+WORKER, SAMPLER_SEED = "autotune.worker", "autotune.sampler_seed"
+_WORKER_DONE = ("done", "interrupted")
+_TAG_UNSAFE = re.compile(r"[^\w.\- ]")
+# Tags every trial run this process creates gets (its worker, its sampler seed): set
+# by the sweep callback when a job starts, in the process that runs the job.
+_job_tags: dict[str, str] = {}
 # MLflow limits: 6000 characters per param value; batches of 100 params / 1000 metrics.
 _PARAM_MAX = 6000
 
@@ -185,6 +196,12 @@ class RunLogger:
         self.client.set_tag(self.run_id, OWNER, owner_id())
 
 
+def set_job_tags(tags: Mapping[str, Any]) -> None:
+    """Tags for the trial runs this process creates from now on (see ``_job_tags``)."""
+    _job_tags.clear()
+    _job_tags.update({k: str(v) for k, v in tags.items() if v is not None})
+
+
 def create_run(
     client: MlflowClient,
     experiment_id: str,
@@ -192,12 +209,33 @@ def create_run(
     tags: Mapping[str, Any],
     deferred: bool = False,
 ) -> RunLogger:
-    run = client.create_run(experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
+    tags = {k: str(v) for k, v in tags.items()}
+    if tags.get(ROLE) == "trial":
+        tags = {**_job_tags, **tags}
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
     return RunLogger(client, run.info.run_id, deferred=deferred)
 
 
+def worker_tag(worker: str) -> str:
+    """The parent run's tag for one worker (MLflow keys allow word characters, ``./ :-``)."""
+    return WORKER + "." + _TAG_UNSAFE.sub("_", worker)
+
+
+def live_workers(tags: Mapping[str, str], but: str | None = None) -> list[str]:
+    """Owners of the workers still in a sweep run (a killed one on this host is not)."""
+    prefix = WORKER + "."
+    return [
+        v
+        for k, v in tags.items()
+        if k.startswith(prefix) and k != but and v not in _WORKER_DONE and not owner_dead(v)
+    ]
+
+
 def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
-    """Mark KILLED the RUNNING runs whose process on this host no longer exists."""
+    """Mark KILLED the RUNNING runs whose process on this host no longer exists.
+
+    A sweep run shared by several workers stays open while any of them lives.
+    """
     closed = []
     running = client.search_runs(
         [experiment_id],
@@ -205,22 +243,85 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
         max_results=1000,
     )
     for run in running:
-        if owner_dead(run.data.tags.get(OWNER)):
+        tags = run.data.tags
+        if owner_dead(tags.get(OWNER)) and not live_workers(tags):
             client.set_tag(run.info.run_id, STATUS, "interrupted")
             client.set_terminated(run.info.run_id, status="KILLED")
             closed.append(run.info.run_id)
     return closed
 
 
-def find_sweep_run(client: MlflowClient, experiment_id: str, study: str) -> RunLogger | None:
-    """The oldest sweep run of ``study`` in the experiment, if there is one."""
+def _sweep_runs(client: MlflowClient, experiment_id: str, study: str) -> list[Any]:
+    """The live sweep runs of ``study``, the canonical one (oldest, then by id) first."""
     found = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{ROLE}` = 'sweep' and tags.`{STUDY}` = '{study}'",
         order_by=["attributes.start_time ASC"],
-        max_results=1,
+        max_results=100,
     )
+    return sorted(found, key=lambda r: (r.info.start_time, r.info.run_id))
+
+
+def find_sweep_run(client: MlflowClient, experiment_id: str, study: str) -> RunLogger | None:
+    """The oldest sweep run of ``study`` in the experiment, if there is one."""
+    found = _sweep_runs(client, experiment_id, study)
     return RunLogger(client, found[0].info.run_id) if found else None
+
+
+def sweep_run(client: MlflowClient, run_id: str | None) -> RunLogger | None:
+    """The sweep run ``run_id`` if it exists in this store and is not deleted."""
+    if not run_id:
+        return None
+    try:
+        run = client.get_run(run_id)
+    except Exception:
+        return None
+    if run.info.lifecycle_stage != "active" or run.data.tags.get(ROLE) != "sweep":
+        return None
+    return RunLogger(client, run_id)
+
+
+def find_or_create_sweep_run(
+    client: MlflowClient,
+    experiment_id: str,
+    study: str,
+    tags: Mapping[str, Any],
+    settle_s: float = 0.0,
+) -> tuple[RunLogger, bool]:
+    """The sweep run of ``study`` found by tag, or a new one; True if it was created.
+
+    Without a lock: when two processes both find none and both create one, each looks
+    again after ``settle_s`` (longer than a create takes) and both keep the oldest;
+    the other is deleted. The callback uses this only where the Optuna study cannot
+    serve as the lock (see :func:`autotune.study.join_study`).
+    """
+    found = find_sweep_run(client, experiment_id, study)
+    if found is not None:
+        return found, False
+    mine = create_run(client, experiment_id, study, tags)
+    if settle_s <= 0:
+        return mine, True
+    time.sleep(settle_s)
+    canonical = _sweep_runs(client, experiment_id, study)[0].info.run_id
+    if canonical == mine.run_id:
+        return mine, True
+    log.info("another worker created the sweep run of %s first: joining it", study)
+    client.delete_run(mine.run_id)
+    return RunLogger(client, canonical), False
+
+
+def join_sweep_run(run: RunLogger, worker: str) -> None:
+    """Record this process as one of the sweep run's workers and mark the run RUNNING."""
+    run.tag(**{worker_tag(worker): owner_id(), OWNER: owner_id(), STATUS: "running"})
+    if run.status() != "RUNNING":
+        run.client.update_run(run.run_id, status="RUNNING")
+
+
+def leave_sweep_run(run: RunLogger, worker: str, status: str) -> bool:
+    """Record that this worker left; True when it was the last one (close the run)."""
+    key = worker_tag(worker)
+    run.tag(**{key: "interrupted" if status == "KILLED" else "done"})
+    return not live_workers(run.client.get_run(run.run_id).data.tags, but=key)
 
 
 def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:

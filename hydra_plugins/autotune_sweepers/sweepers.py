@@ -120,12 +120,24 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
-        from autotune.study import optuna_storage, study_name
+        from autotune.study import (
+            optuna_storage,
+            study_name,
+            worker_name,
+            worker_sampler,
+            worker_seed,
+        )
 
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         # One study identity for Optuna and MLflow, stable across re-runs.
         self.study_name = self.study_name or study_name(config)
         self.storage = self.storage or optuna_storage(config, config.hydra.runtime.cwd)
+        # A worker of a shared study (search.worker) samples with its own seed.
+        self.worker = worker_name(config)
+        self.sampler_seed = worker_seed(config.search.seed, self.worker)
+        self.sampler = worker_sampler(
+            OmegaConf.select(config, "hydra.sweeper.sampler"), self.sampler, self.sampler_seed
+        )
         if config.dry_run:
             # A dry run proposes one configuration and must leave no trace in the study.
             self.storage, self.n_trials = None, 1
@@ -140,12 +152,9 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
             load_if_exists=True,
         )
         self._fail_stale(study)
-        finished = (
-            optuna.trial.TrialState.COMPLETE,
-            optuna.trial.TrialState.FAIL,
-            optuna.trial.TrialState.PRUNED,
-        )
-        done = sum(1 for t in study.get_trials(deepcopy=False) if t.state in finished)
+        from autotune.study import baseline_is_mine, finished_trials
+
+        done = finished_trials(study, self.worker)
         remaining = max(0, self.n_trials - done)
         if done:
             log.info(
@@ -155,6 +164,7 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
             self.baseline
             and self.config.search.baseline
             and not study.user_attrs.get(_BASELINE_ATTR)
+            and baseline_is_mine(study, self.worker)
         ):
             parsed = OverridesParser.create().parse_overrides(
                 [*self._parse_sweeper_params_config(), *arguments]
@@ -186,25 +196,30 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
         # Record who runs each trial, so a later sweep can tell a dead worker's
         # RUNNING trial (fail it) from a live one's (leave it).
         from autotune.owner import owner_id
+        from autotune.study import SEED_ATTR, WORKER_ATTR
 
         for trial in trials:
             trial.set_user_attr(_OWNER_ATTR, owner_id())
+            if self.worker is not None:
+                trial.set_user_attr(WORKER_ATTR, self.worker)
+                trial.set_user_attr(SEED_ATTR, self.sampler_seed)
+        # Number the jobs (trial-<N>, sweep subdir) after the Optuna trials: unique in
+        # the study even when several workers share it (job 0 is the baseline).
+        self.job_idx = trials[0].number + 1
         return super()._configure_trials(trials, *args, **kwargs)
 
     def _fail_stale(self, study: optuna.Study) -> None:
         """Trials left RUNNING by a killed sweep never finish: mark them FAIL."""
-        import datetime as dt
+        from autotune.owner import owner_id
+        from autotune.study import is_stale, reclaim
 
-        from autotune.owner import owner_dead
-
-        now = dt.datetime.now()
+        me = owner_id()
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
-            if owner_dead(t.user_attrs.get(_OWNER_ATTR)) or age >= self.stale_after_s:
+            if is_stale(t, me, self.worker, self.stale_after_s):
                 log.warning(
                     "trial %d was left RUNNING by an earlier sweep: marking it FAIL", t.number
                 )
-                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                reclaim(study, t)
 
 
 class AutotuneOptunaSweeper(OptunaSweeper):
