@@ -48,6 +48,22 @@ def app(cfg: DictConfig) -> float | list[float] | None:
 
 
 def main() -> None:
+    import sys
+    from pathlib import Path
+
+    from autotune.validation import check_group_choices
+
+    # Hydra's own "Could not find 'model/foo'" also lists schema entries and search
+    # paths; name the choices a user has, and exit like the other bad input (2).
+    errors = check_group_choices(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf")
+    if errors:
+        from autotune.progress import console
+
+        console.print("[bold red]Invalid study configuration:[/]", highlight=False)
+        for e in errors:
+            console.print(f"  - {e}", highlight=False, markup=False)
+        console.print("Nothing was deployed.", highlight=False)
+        sys.exit(2)
     app()
 
 

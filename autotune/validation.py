@@ -17,7 +17,8 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from autotune.benchmark.parse import METRIC_NAMES
 from autotune.benchmark.scenarios import parse_scenario
@@ -45,9 +46,11 @@ def sweep_values(cfg: DictConfig) -> Iterator[tuple[str, list[Any], tuple[Any, A
         return
     # The sweeper's space first, then the command line: as in Hydra's basic sweeper,
     # a command-line list for the same key replaces the configured one.
-    sweep_params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    # Read unresolved: an override such as `x=${oc.env:Y}` is text here, not a lookup
+    # (a broken interpolation is reported by _check_interpolations, naming its key).
+    sweep_params = _raw(cfg, "hydra.sweeper.params") or {}
     strings = [f"{k}={v}" for k, v in dict(sweep_params).items() if v is not None]
-    strings += list(OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or [])
+    strings += list(_raw(cfg, "hydra.overrides.task") or [])
     parser = OverridesParser.create()
     for s in strings:
         try:
@@ -62,6 +65,16 @@ def sweep_values(cfg: DictConfig) -> Iterator[tuple[str, list[Any], tuple[Any, A
             yield key, list(ov.sweep_iterator()), None
         else:
             yield key, [value], None
+
+
+def _raw(cfg: DictConfig, key: str) -> Any:
+    """The plain value at ``key`` without resolving interpolations (None if absent)."""
+    node = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+    if node is None:
+        return None
+    if isinstance(node, DictConfig | ListConfig):
+        return OmegaConf.to_container(node, resolve=False)
+    return node
 
 
 _SPEC_KEYS = {"type", "choices", "min", "max", "help"}
@@ -271,9 +284,65 @@ def _check_search(cfg: DictConfig, errors: list[str]) -> None:
             )
 
 
+def _check_search_space(cfg: DictConfig, errors: list[str]) -> None:
+    """A model-based search needs flags to search; a sweep list needs values."""
+    for key, values, bounds in sweep_values(cfg):
+        if bounds is None and not values:
+            errors.append(
+                f"{key.lstrip('+~')}: the sweep has no values (an empty list or range): "
+                f"give at least one, e.g. {key.lstrip('+~')}=a,b or range(start,stop,step) "
+                f"with start < stop."
+            )
+    target = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or "")
+    if "optuna" not in target.lower():
+        return
+    name = OmegaConf.select(cfg, "hydra.runtime.choices.search", default=None) or "<search>"
+    searched = [k for k, _, _ in sweep_values(cfg) if k.lstrip("+~").startswith("params.")]
+    if not searched:
+        errors.append(
+            f"search={name}: the search space is empty (hydra.sweeper.params names no "
+            f"params.* flag), so every trial would run the same configuration. Use a "
+            f"space (the reference one is conf/search/space/sglang.yaml; a study of your "
+            f"own can put one in its search/ config), or search=none to run one "
+            f"configuration."
+        )
+    if int(cfg.search.n_trials) < 1:
+        errors.append(f"search.n_trials={cfg.search.n_trials}: give a budget >= 1.")
+
+
+def _check_interpolations(cfg: DictConfig, errors: list[str]) -> None:
+    """Every ``${...}`` of the study config resolves; a broken one is named by its key."""
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(value, str) and "${" in value:
+            try:
+                OmegaConf.select(cfg, path, throw_on_resolution_failure=True)
+            except OmegaConfBaseException as e:
+                cause = str(e).splitlines()[0] if str(e) else type(e).__name__
+                errors.append(
+                    f"{path}={value}: this interpolation does not resolve ({cause}). Refer "
+                    f"to an existing key by its full path (e.g. ${{model.name}}), set the "
+                    f"environment variable an ${{oc.env:NAME}} reads, or write a literal "
+                    f"$ as \\${{...}}."
+                )
+
+    for key in cfg:
+        if key != "hydra":
+            walk(_raw(cfg, str(key)), str(key))
+
+
 def validate_study(cfg: DictConfig) -> list[str]:
-    """All problems that would stop the study, as user-facing messages."""
+    """All problems that would stop the study, as user-facing messages (each once)."""
     errors: list[str] = []
+    _check_interpolations(cfg, errors)
+    if errors:  # every check below reads the config, which would raise
+        return errors
     _check_flag_table(cfg, errors)
     if errors:
         return errors
@@ -283,4 +352,70 @@ def validate_study(cfg: DictConfig) -> list[str]:
     _check_deploy(cfg, errors)
     _check_export(cfg, errors)
     _check_search(cfg, errors)
+    _check_search_space(cfg, errors)
+    return list(dict.fromkeys(errors))
+
+
+# Config groups a user picks on the command line (model=..., deploy=...).
+CONFIG_GROUPS = ("model", "runtime", "deploy", "benchmark", "objective", "search")
+_DIR_OPTIONS = ("--config-dir", "-cd")
+
+
+def check_group_choices(argv: list[str], conf_dir: Path) -> list[str]:
+    """Unknown config-group choices on the command line (``model=foo``), with the choices.
+
+    Runs before Hydra composes (whose own error lists schema entries and search paths
+    too). Directories given with ``--config-dir`` count; when the search path holds
+    anything this cannot list (``hydra.searchpath``, ``--config-path``), Hydra decides.
+    """
+    dirs, overrides, i = [Path(conf_dir)], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _DIR_OPTIONS and i + 1 < len(argv):
+            dirs.append(Path(argv[i + 1]))
+            i += 2
+            continue
+        if arg.startswith("--config-dir="):
+            dirs.append(Path(arg.split("=", 1)[1]))
+        elif arg in ("--config-path", "-cp") or arg.startswith("--config-path="):
+            return []
+        elif not arg.startswith("-"):
+            if arg.split("=", 1)[0].lstrip("+~").startswith("hydra.searchpath"):
+                return []
+            overrides.append(arg)
+        i += 1
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return []  # Hydra reports syntax errors itself
+    errors = []
+    for ov in parsed:
+        group = ov.key_or_group
+        if group not in CONFIG_GROUPS or ov.package or ov.is_delete():
+            continue
+        value = ov.value()
+        values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [value]
+        known = sorted(
+            {p.stem for d in dirs for p in (d / group).glob("*.yaml")}
+            | {n.removesuffix(".yaml") for n in _config_store_names(group)}
+        )
+        for v in values:
+            if isinstance(v, str) and v not in known:
+                choices = [k for k in known if not k.endswith("_schema")]
+                hint = suggest(v, choices)
+                errors.append(
+                    f"{group}={v}: there is no {group} config {v!r}."
+                    + (f" Did you mean: {', '.join(hint)}?" if hint else "")
+                    + f" Available: {', '.join(choices)}. A new one is a file "
+                    f"{group}/{v}.yaml in conf/ or in a directory passed with --config-dir."
+                )
     return errors
+
+
+def _config_store_names(group: str) -> list[str]:
+    from hydra.core.config_store import ConfigStore
+
+    try:
+        return list(ConfigStore.instance().list(group))
+    except Exception:
+        return []
