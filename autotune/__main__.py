@@ -13,10 +13,12 @@ import hydra
 from omegaconf import DictConfig
 
 from autotune.config import register_configs
+from autotune.sqlite import use_wal_for_sqlite
 
 log = logging.getLogger("autotune")
 
 register_configs()
+use_wal_for_sqlite()
 
 
 # Config-selected Python targets Hydra may import and call: our components, the

@@ -38,6 +38,32 @@ REPORT_FILE = "report.md"
 NOTE_TAG = "mlflow.note.content"
 
 
+# MLflow cuts longer tag values itself, mid-line and with a warning on the terminal.
+NOTE_MAX = 8000
+
+
+def note_text(report: str, limit: int = NOTE_MAX) -> str:
+    """The report as a run description: whole lines, cut to fit, pointing to the file.
+
+    >>> note_text("a\\nbb\\nccc", limit=60)
+    'a\\nbb\\nccc'
+    >>> cut = note_text("line one\\nline two\\n" * 40, limit=100)
+    >>> print(cut)
+    line one
+    line two
+    line one
+    <BLANKLINE>
+    *(cut here: the whole report is report.md in this run's artifacts)*
+    >>> len(cut) <= 100
+    True
+    """
+    if len(report) <= limit:
+        return report
+    tail = f"\n\n*(cut here: the whole report is {REPORT_FILE} in this run's artifacts)*"
+    head = report[: limit - len(tail)]
+    return head[: head.rfind("\n")] + tail if "\n" in head else head + tail
+
+
 def existing_exports(client: Any, study: StudyRecord) -> list[dict[str, Any]]:
     """The best-config exports already on the sweep run (``best/``), as report data."""
     from autotune.export import EXPORT_DIR, PARAMS_FILE
@@ -101,8 +127,9 @@ def build_report(
         from autotune.report.render import markdown
 
         try:  # the report on the sweep run's page in the MLflow UI
-            client.set_tag(study.run_id, NOTE_TAG, markdown(summary, images=False))
-            client.log_text(study.run_id, markdown(summary, images=False), REPORT_FILE)
+            text = markdown(summary, images=False)
+            client.set_tag(study.run_id, NOTE_TAG, note_text(text))
+            client.log_text(study.run_id, text, REPORT_FILE)
         except Exception as e:
             log.warning("could not attach the report to run %s: %s", study.run_id, e)
     return summary

@@ -7,12 +7,14 @@ import doctest
 import pytest
 
 import autotune.export
+import autotune.report
 import autotune.report.records
 import autotune.report.summary
 
 
 @pytest.mark.parametrize(
-    "module", [autotune.report.summary, autotune.report.records, autotune.export]
+    "module",
+    [autotune.report, autotune.report.summary, autotune.report.records, autotune.export],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
