@@ -210,10 +210,16 @@ class StudyCallback(Callback):
         self._secrets = secrets.url_credentials(storage) + secrets.url_credentials(uri)
         secrets.register(self._secrets)
         _mask_logs(secrets.secret_values())
+        from autotune import outbox
+
+        outbox.bound_http_retries()  # a server that is down fails in seconds, not minutes
         try:
+            outbox.check_reachable(uri)
             client, exp_id = tracking.connect(uri, cfg.tracking.experiment)
         except tracking.TrackingError as e:
             _fail("Tracking store unavailable:", [secrets.scrub(str(e), self._secrets)])
+        # Results earlier sweeps kept while MLflow was down (before their runs are closed).
+        outbox.replay_pending(client, uri)
         for run_id in tracking.close_orphaned_runs(client, exp_id):
             log.warning("closed run %s left RUNNING by a tuner that was killed", run_id)
         objective = Objective.from_config(cfg.objective)
@@ -405,6 +411,12 @@ class StudyCallback(Callback):
         if self.parent is None or self.info is None:
             return
         try:
+            from autotune import outbox
+
+            # Trials' results kept while MLflow was down: in before the summary reads them.
+            outbox.Outbox(self.sweep_dir, self.info.tracking_uri).replay(
+                self.parent.client, force=True
+            )
             self._summarize(cfg)
         except Exception:
             log.exception("could not summarize the study")

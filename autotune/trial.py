@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from autotune import registry, tracking
+from autotune import outbox, registry, tracking
 from autotune.benchmark.genai_bench import Workload, run_genai_bench
 from autotune.benchmark.parse import parse_experiment
 from autotune.benchmark.virtual import run_virtual
@@ -47,6 +48,8 @@ class TrialContext:
     index: int
     workdir: Path
     study: StudyInfo
+    # Where the sweep keeps its files (study.json, outbox/); default: workdir's parent.
+    sweep_dir: Path | None = None
 
     @classmethod
     def from_hydra(cls) -> TrialContext:
@@ -59,6 +62,7 @@ class TrialContext:
             index=study.first_index + index,
             workdir=Path(hc.runtime.output_dir).resolve(),
             study=study,
+            sweep_dir=sweep_dir,
         )
 
 
@@ -86,11 +90,17 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
     secrets = secret_values(extra=[cfg.benchmark.api_key])
     study = ctx.study
 
-    client, _ = tracking.connect(study.tracking_uri, cfg.tracking.experiment)
+    # MLflow may be down or locked for a while: what cannot be sent is kept in the
+    # sweep's outbox and uploaded later (autotune.outbox); the trial goes on.
+    outbox.bound_http_retries()
+    box = outbox.Outbox(ctx.sweep_dir or ctx.workdir.parent, study.tracking_uri)
+    client = _client(study.tracking_uri, cfg.tracking.experiment)
+    box.replay(client)
     baseline = bool(cfg.study.baseline_trial)
     name = f"trial-{ctx.index:03d}" + ("-baseline" if baseline else "")
-    run = tracking.create_run(
+    run = outbox.SafeRun.create(
         client,
+        box,
         study.experiment_id,
         name,
         {
@@ -134,7 +144,8 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
     )
     # Scrub the values, not the YAML text: a bare *** would not parse back.
     resolved = scrub_data(OmegaConf.to_container(cfg, resolve=True), secrets)
-    run.text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config.yaml")
+    # Dump the plain data: re-wrapping it in OmegaConf cost more than a virtual trial.
+    run.text(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), "config.yaml")
     for fname, text in launcher.render(spec).items():
         run.text(scrub(text, secrets), f"launch/{fname}")
 
@@ -208,7 +219,7 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
         _record_artifacts(run, ctx.workdir, endpoint, secrets)
         run.end(status)
         elapsed = time.monotonic() - started
-        _update_parent(client, study, objective, ctx.index, score)
+        _update_parent(client, box, study, objective, ctx.index, score)
         progress.finish(score, failure.value if failure else None, elapsed)
     return score
 
@@ -314,29 +325,46 @@ def _record_artifacts(run, workdir: Path, endpoint: Endpoint | None, secrets: li
         log.exception("could not upload the trial's artifacts")
 
 
-def _update_parent(client, study: StudyInfo, objective: Objective, index: int, score) -> None:
+def _client(uri: str, experiment: str):
+    """The tracking client; one that connects later when the store is down right now."""
+    try:
+        client, _ = tracking.connect(uri, experiment)
+    except tracking.TrackingError as e:
+        from mlflow.tracking import MlflowClient
+
+        log.warning("%s", e)
+        client = MlflowClient(tracking_uri=uri)
+    return client
+
+
+def _update_parent(
+    client, box: outbox.Outbox, study: StudyInfo, objective: Objective, index: int, score
+) -> None:
     """Live study curves on the parent run, with step = trial index.
 
     ``trial_objective`` / ``trial_ok`` record each trial as it ends (from any worker);
     ``best_objective``, ``trials_done`` and ``trials_failed`` are derived from their
     history, which is one small query however long the study is.
     """
-    try:
-        parent = tracking.RunLogger(client, study.parent_run_id)
-        single = len(objective.directions) == 1
-        own = {"trial_ok": 0.0 if score is None else 1.0}
-        if single and score is not None:
-            own["trial_objective"] = float(score)
-        parent.metrics(own, step=index)
-        oks = client.get_metric_history(study.parent_run_id, "trial_ok")
-        out = {"trials_done": len(oks), "trials_failed": sum(1 for m in oks if m.value == 0)}
-        if single:
-            values = [
-                m.value for m in client.get_metric_history(study.parent_run_id, "trial_objective")
-            ]
-            if values:
-                pick = max if objective.directions[0] == "maximize" else min
-                out["best_objective"] = pick(values)
-        parent.metrics(out, step=index)
-    except Exception:
-        log.exception("could not update the sweep run")
+    parent = outbox.SafeRun(client, box, study.parent_run_id, "sweep")
+    single = len(objective.directions) == 1
+    own = {"trial_ok": 0.0 if score is None else 1.0}
+    if single and score is not None:
+        own["trial_objective"] = float(score)
+    parent.metrics(own, step=index)  # kept in the outbox if MLflow is down
+    if parent.online:  # else the next trial that reaches MLflow derives the curves
+        try:
+            oks = client.get_metric_history(study.parent_run_id, "trial_ok")
+            out = {"trials_done": len(oks), "trials_failed": sum(1 for m in oks if m.value == 0)}
+            if single:
+                values = [
+                    m.value
+                    for m in client.get_metric_history(study.parent_run_id, "trial_objective")
+                ]
+                if values:
+                    pick = max if objective.directions[0] == "maximize" else min
+                    out["best_objective"] = pick(values)
+            parent.metrics(out, step=index)
+        except Exception as e:
+            log.warning("could not update the sweep run's curves: %s", e)
+    parent.close()
