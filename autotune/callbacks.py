@@ -102,15 +102,6 @@ PARENT_WAIT_S, PARENT_SETTLE_S = 30.0, 2.0
 _SWEEP_DIR_OWNER = ".autotune-worker"
 
 
-def _mask_logs(values: list[str]) -> None:
-    """Scrub ``values`` from every record the root logger's handlers emit."""
-    if not values:
-        return
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, secrets.ScrubbingFilter) for f in handler.filters):
-            handler.addFilter(secrets.ScrubbingFilter(values))
-
-
 def _claim_sweep_dir(sweep_dir: Path) -> str | None:
     """Make this process the sweep directory's only user; else say who uses it.
 
@@ -168,7 +159,6 @@ class StudyCallback(Callback):
         from autotune import tracking
 
         secrets.register(self._secrets)
-        _mask_logs(self._secrets)
         tracking.set_job_tags(
             {tracking.WORKER: self.info.worker, tracking.SAMPLER_SEED: self.info.sampler_seed}
         )
@@ -208,8 +198,7 @@ class StudyCallback(Callback):
         uri = tracking.resolve_uri(cfg.tracking.uri, start_dir)
         # A password in a storage or tracking URL never reaches a log or MLflow.
         self._secrets = secrets.url_credentials(storage) + secrets.url_credentials(uri)
-        secrets.register(self._secrets)
-        _mask_logs(secrets.secret_values())
+        secrets.register([*self._secrets, *secrets.secret_values()])
         from autotune import outbox
 
         outbox.bound_http_retries()  # a server that is down fails in seconds, not minutes

@@ -64,8 +64,27 @@ def mask_url(url: str) -> str:
 
 
 def register(values: Iterable[str]) -> None:
-    """Treat ``values`` as secrets in this process from now on (see secret_values)."""
-    _registered.update(v for v in values if v)
+    """Treat ``values`` as secrets in this process from now on: :func:`secret_values`
+    returns them, and every log record created from now on has them masked (whatever
+    handlers Hydra configures later)."""
+    new = {v for v in values if v and len(v) >= _MIN_SECRET_LEN} - _registered
+    if not new:
+        return
+    _registered.update(new)
+    global _masking
+    if not _masking:
+        _masking = True
+        previous = logging.getLogRecordFactory()
+
+        def record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            rec = previous(*args, **kwargs)
+            ScrubbingFilter(sorted(_registered, key=len, reverse=True)).filter(rec)
+            return rec
+
+        logging.setLogRecordFactory(record)
+
+
+_masking = False
 
 
 def secret_values(env: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> list[str]:

@@ -18,7 +18,6 @@ the study's parent, and which trials were reclaimed from a dead worker.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import time
@@ -40,12 +39,8 @@ WORKER_ATTR, SEED_ATTR, RECLAIMED_ATTR = "autotune_worker", "autotune_seed", "au
 # Optuna study system attributes: the MLflow parent run (per experiment) and who runs
 # the baseline (the worker that created the study).
 _PARENT_ATTR, _BASELINE_BY_ATTR = "autotune:mlflow_parent:", "autotune:baseline_by"
-# SQLAlchemy URL schemes whose driver is an extra, and the extra to install.
-_DRIVERS = {
-    "postgresql": ("psycopg2", "team"),
-    "postgresql+psycopg2": ("psycopg2", "team"),
-    "postgres": ("psycopg2", "team"),
-}
+# URL schemes that are not SQLAlchemy databases (tracking URIs).
+_NOT_SQLALCHEMY = ("http", "https", "file", "databricks", "mlflow-artifacts")
 
 
 @dataclass
@@ -216,13 +211,32 @@ def baseline_is_mine(study: optuna.Study, worker: str | None) -> bool:
 
 
 def storage_error(url: str) -> str | None:
-    """Why ``url`` cannot be opened here (a missing database driver), or None."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    driver = _DRIVERS.get(scheme)
-    if driver and importlib.util.find_spec(driver[0]) is None:
+    """Why the database URL ``url`` cannot be opened here (a missing driver), or None.
+
+    SQLAlchemy picks the driver from the scheme (since 2.1, ``postgresql://`` means
+    psycopg 3; ``postgresql+psycopg2://`` psycopg2); both come with the team extra.
+    """
+    if "://" not in url or url.split("://", 1)[0].lower() in _NOT_SQLALCHEMY:
+        return None
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except Exception:  # not a database URL: whoever opens it says what is wrong
+        return None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        module = getattr(e, "name", None) or parsed.get_driver_name()
+        fix = (
+            "pip install -e '.[team]'"
+            if parsed.get_backend_name() == "postgresql"
+            else f"install the Python package that provides {module!r}"
+        )
         return (
-            f"{scheme}:// needs the {driver[0]} database driver, which is not installed: "
-            f"pip install -e '.[{driver[1]}]' (or pip install psycopg2-binary)"
+            f"{parsed.drivername}:// needs the database driver {module!r}, which is not "
+            f"installed: {fix}"
         )
     return None
 
