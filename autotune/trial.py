@@ -278,6 +278,14 @@ def _benchmark(
         run.tag(**{"autotune.partial": "true"})
         log.warning("partial benchmark results (%s)", note)
     run.metrics(metrics)
+    if metrics.get("num_completed_requests", 1) == 0:
+        # genai-bench writes a run where every request failed (throughput 0): that is
+        # no measurement, and a throughput objective of 0 must not pass for one.
+        raise TrialFailure(
+            Failure.BENCHMARK_FAILED,
+            f"every request failed (error_rate {metrics.get('error_rate', 1.0):.2f}, "
+            f"{note}): see genai-bench/ and logs/engine.log",
+        )
     return metrics
 
 
