@@ -4,6 +4,7 @@
         --isl 1024 --osl 256 --concurrency 32 --mem-fraction-static=0.8 --json
     python -m autotune.sim validate --rows tests/fixtures/silicon_sample_sglang_llama31_8b_fp8_h200.csv
     python -m autotune.sim serve ...          # the real-time HTTP server (autotune.sim.server)
+    python -m autotune.sim crosscheck ...     # genai-bench vs. the server vs. predict
 
 Any unknown ``--flag[=value]`` of ``predict`` is an SGLang launch flag by its native name.
 """
@@ -139,7 +140,18 @@ def _serve(argv: list[str]) -> int:
     return int(result or 0)
 
 
-COMMANDS = {"predict": _predict, "validate": _validate, "serve": _serve}
+def _crosscheck(argv: list[str]) -> int:
+    from autotune.sim.crosscheck import main
+
+    return main(argv)
+
+
+COMMANDS = {
+    "predict": _predict,
+    "validate": _validate,
+    "serve": _serve,
+    "crosscheck": _crosscheck,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -730,165 +730,31 @@ def test_api_key(server_factory):
 # ---------------------------------------------------------------------------
 
 
-def server_side_requests(log: str) -> list[dict[str, Any]]:
-    """Per-request timings the server logged (``--log-requests``), warm-up excluded."""
-    import re
-
-    rx = re.compile(
-        r"Finish: rid=(\w+), prompt_tokens=(\d+), completion_tokens=(\d+), cached_tokens=\d+, "
-        r"arrival=([\d.]+), queued=([\d.]+), ttft=([\d.]+), e2e_latency=([\d.]+)"
-    )
-    out = []
-    for m in rx.finditer(log):
-        if not m[1].startswith("WARMUP"):
-            out.append({"rid": m[1], "input": int(m[2]), "output": int(m[3]), "arrival": float(m[4]),
-                        "queued": float(m[5]), "ttft": float(m[6]), "e2e": float(m[7])})  # fmt: skip
-    return out
-
-
-def replay_arrivals(
-    reqs: list[dict[str, Any]], flags: dict[str, Any] | None = None
-) -> dict[str, tuple[float, float]]:
-    """The virtual clock fed with the same requests at the times the server queued them
-    (open loop; after tokenising): rid -> (ttft, e2e) in seconds from their arrival."""
-    from autotune.sim.settings import build_engine
-    from autotune.sim.types import SimRequest
-
-    engine = build_engine(flags or {}, model="llama-3.1-8b", gpu="h200_sxm", dtype="bf16")
-    engine.token_event_interval = 0
-    pending = sorted(reqs, key=lambda r: r["queued"])
-    arrival = {r["rid"]: r["arrival"] for r in pending}
-    first: dict[str, float] = {}
-    out: dict[str, tuple[float, float]] = {}
-    i, now = 0, 0.0
-    while i < len(pending) or engine.has_work():
-        while i < len(pending) and pending[i]["queued"] <= now:
-            r = pending[i]
-            engine.add(SimRequest(r["rid"], r["input"], r["output"], r["arrival"]))
-            i += 1
-        if not engine.has_work():
-            # An idle server wakes when a request is queued and starts the step with
-            # everything queued by then (within the event loop's wake-up latency,
-            # ~2 ms on a busy machine), at the latest of their arrivals.
-            wake, start = pending[i]["queued"] + 0.002, now
-            while i < len(pending) and pending[i]["queued"] <= wake:
-                r = pending[i]
-                engine.add(SimRequest(r["rid"], r["input"], r["output"], r["arrival"]))
-                start = max(start, r["arrival"])
-                i += 1
-            now = start
-        step = engine.step(now)
-        now += step.duration_s
-        for ev in step.events:
-            if ev.kind == "first_token":
-                first[ev.rid] = ev.time
-            elif ev.kind == "finished":
-                out[ev.rid] = (first[ev.rid] - arrival[ev.rid], ev.time - arrival[ev.rid])
-    return out
-
-
-def _means(pairs: list[tuple[float, float, int]]) -> tuple[float, float]:
-    """Mean TTFT and genai-bench-style TPOT (ms) of (ttft, e2e, output tokens) triples."""
-    ttft = sum(p[0] for p in pairs) / len(pairs) * 1000
-    tpot = sum((p[1] - p[0]) / (p[2] - 1) for p in pairs) / len(pairs) * 1000
-    return ttft, tpot
-
-
-def genai_bench_vs_predict(
-    tmp_path: Path, *, concurrency: int, num_requests: int, isl: int = 512, osl: int = 128,
-    server_flags: tuple[str, ...] = (),
-) -> dict[str, float]:  # fmt: skip
-    """Run the real genai-bench CLI against a fresh server, and the same closed loop on the
-    virtual clock; return mean TTFT/TPOT (ms) of both plus their relative differences."""
-    from autotune.sim.replay import replay_closed_loop
-    from autotune.sim.settings import build_engine
-
-    srv = launch(tmp_path, *server_flags, "--served-model-name", "sim", "--log-requests")
-    try:
-        srv.wait_ready()
-        out = tmp_path / f"gb-c{concurrency}"
-        cmd = [PY, "-m", "genai_bench.cli.cli", "benchmark", "--api-backend", "sglang",
-               "--api-base", srv.base, "--api-key", "dummy", "--task", "text-to-text",
-               "--api-model-name", "sim", "--model-tokenizer", str(SIM_TOKENIZER),
-               "--traffic-scenario", f"D({isl},{osl})", "--num-concurrency", str(concurrency),
-               "--max-requests-per-run", str(num_requests), "--max-time-per-run", "5",
-               "--experiment-base-dir", str(tmp_path), "--experiment-folder-name", out.name,
-               "--log-dir", str(out)]  # fmt: skip
-        env = {**os.environ, "ENABLE_UI": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg"}  # fmt: skip
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-        try:
-            proc.wait(600)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        runs = [p for p in out.glob("*.json") if "num_concurrency" in p.name]
-        assert runs, f"genai-bench wrote no run JSON (exit {proc.returncode})"
-        data = json.loads(runs[0].read_text())
-        agg = data["aggregated_metrics"]
-        scale = 1000.0 if data.get("_time_unit", "s") == "s" else 1.0
-        assert (
-            agg["num_error_requests"] == 0 and agg["num_completed_requests"] >= num_requests * 0.9
-        )
-    finally:
-        srv.stop()
-    log = srv.log()
-    served = [r for r in server_side_requests(log) if r["output"] == osl]
-    replayed = replay_arrivals(served)
-    srv_ttft, srv_tpot = _means([(r["ttft"], r["e2e"], osl) for r in served])
-    rep_ttft, rep_tpot = _means([(*replayed[r["rid"]], osl) for r in served])
-    input_tokens = round(agg["stats"]["num_input_tokens"]["mean"])
-    engine = build_engine({}, model="llama-3.1-8b", gpu="h200_sxm", dtype="bf16")
-    # genai-bench's locust dispatcher starts floor(spawn_rate) = concurrency users per
-    # iteration (locust/dispatch.py), i.e. all of them at once: spawn_rate=inf.
-    recs = replay_closed_loop(engine, concurrency=concurrency, num_requests=num_requests,
-                              sample_lengths=lambda rng: (input_tokens, osl),
-                              spawn_rate=float("inf"))  # fmt: skip
-    ok = [r for r in recs if r.ok]
-    pred_ttft = sum(r.ttft_s for r in ok) / len(ok) * 1000
-    pred_tpot = sum(r.tpot_s for r in ok) / len(ok) * 1000
-    meas_ttft = agg["stats"]["ttft"]["mean"] * scale
-    meas_tpot = agg["stats"]["tpot"]["mean"] * scale
-    return {
-        "concurrency": concurrency,
-        "requests": agg["num_completed_requests"],
-        "input_tokens": input_tokens,
-        "ttft_ms": meas_ttft,
-        "ttft_pred_ms": pred_ttft,
-        "ttft_err": meas_ttft / pred_ttft - 1,
-        "tpot_ms": meas_tpot,
-        "tpot_pred_ms": pred_tpot,
-        "tpot_err": meas_tpot / pred_tpot - 1,
-        "server_ttft_ms": srv_ttft,
-        "replayed_ttft_ms": rep_ttft,
-        "server_ttft_err": srv_ttft / rep_ttft - 1,
-        "server_tpot_ms": srv_tpot,
-        "replayed_tpot_ms": rep_tpot,
-        "server_tpot_err": srv_tpot / rep_tpot - 1,
-        "lag_warnings": log.count("fell behind real time"),
-    }
-
-
 @pytest.mark.slow
 @real_engine
-def test_genai_bench_c8_vs_virtual_clock(tmp_path):
-    """genai-bench at concurrency 8 against the real-time server, compared with the virtual clock.
+@pytest.mark.parametrize(
+    "workload",
+    [
+        # TTFT well above what genai-bench's client adds per request on 2 cores (~5-12
+        # ms): the comparison measures the simulator, not the client.
+        dict(model="llama-3.1-70b", gpu="h100_sxm", dtype="bf16", tp=4, isl=2048, osl=256),
+    ],
+)
+def test_genai_bench_matches_predict(tmp_path, workload):
+    """genai-bench at concurrency 8 against the real-time server reports TTFT and TPOT
+    within 10% of ``predict`` for the same workload (``python -m autotune.sim crosscheck``
+    runs levels 1, 8 and 64: docs/simulator.md). The server's own per-request timings
+    equal the virtual clock fed with the same arrivals (the real-time loop reproduces
+    the engine's schedule)."""
+    from autotune.sim.crosscheck import crosscheck
 
-    Strict (10%): the server's own per-request timings equal the virtual clock fed with
-    the same arrivals, i.e. the real-time loop reproduces the engine's schedule.
-    Loose: genai-bench's numbers vs. closed-loop ``predict``. On a small shared machine
-    genai-bench's single gevent thread (prompt sampling ~6 ms/request, a new connection
-    per request) inflates TTFT and TPOT and staggers arrivals, which the lock-step
-    closed loop of ``predict`` does not model; see docs for measured numbers.
-    """
-    res = genai_bench_vs_predict(tmp_path, concurrency=8, num_requests=64)
-    print(json.dumps(res, indent=1))
-    assert abs(res["server_ttft_err"]) <= 0.10, res
-    assert abs(res["server_tpot_err"]) <= 0.10, res
-    assert abs(res["tpot_err"]) <= 0.25, res
-    assert 0.5 <= res["ttft_ms"] / res["ttft_pred_ms"] <= 2.5, res
+    res = crosscheck(**workload, concurrency=8, num_requests=32, workdir=tmp_path)
+    print(json.dumps(res))
+    assert res["errors"] == 0 and res["requests"] >= 32, res
+    assert abs(res["server_ttft_err"]) <= 0.05, res
+    assert abs(res["server_tpot_err"]) <= 0.05, res
+    assert abs(res["ttft_err"]) <= 0.10, res
+    assert abs(res["tpot_err"]) <= 0.10, res
 
 
 @real_engine
