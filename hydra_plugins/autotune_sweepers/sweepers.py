@@ -31,6 +31,8 @@ from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.autotune_sweepers.compose_cache import with_compose_cache
+
 log = logging.getLogger(__name__)
 
 _VALIDATED_PREFIXES = ("params.", "+params.", "++params.")
@@ -61,6 +63,15 @@ class AutotuneGridSweeper(BasicSweeper):
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.baseline = baseline
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        super().setup(
+            hydra_context=with_compose_cache(hydra_context),
+            task_function=task_function,
+            config=config,
+        )
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         # autotune.validation already checked every params.* value of the sweep;
@@ -128,7 +139,11 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
             worker_seed,
         )
 
-        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        super().setup(
+            hydra_context=with_compose_cache(hydra_context),
+            task_function=task_function,
+            config=config,
+        )
         # One study identity for Optuna and MLflow, stable across re-runs.
         self.study_name = self.study_name or study_name(config)
         self.storage = self.storage or optuna_storage(config, config.hydra.runtime.cwd)
