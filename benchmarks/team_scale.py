@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,7 +41,7 @@ WORKLOAD = [
     "search.baseline=false",
     "deploy=sim",
     "benchmark=quick",
-    "benchmark.scenarios=[D(256,1024)]",
+    'benchmark.scenarios=["D(256,1024)"]',
     "benchmark.concurrency=[1]",
     "benchmark.max_requests_per_run=2",
     "objective=throughput",
@@ -94,6 +95,7 @@ def main() -> None:
             two = run_workers(
                 {"w1": half, "w2": half}, pg.url("optuna"), server.url, workdir, f"two-{tag}"
             )
+    shutil.rmtree(workdir, ignore_errors=True)
     print(
         json.dumps(
             {
