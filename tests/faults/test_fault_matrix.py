@@ -517,6 +517,13 @@ def test_bad_input_fails_before_deploying(tmp_path, overrides, needles):
 
 # -- S1: secrets -----------------------------------------------------------------------------
 @slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="known leak (open): secrets given as command-line overrides (benchmark.api_key=, "
+    "+deploy.env.X_API_KEY=) are printed by Hydra's launcher ('#0 : <overrides>') and written "
+    "to the sweep dir's .hydra/overrides.yaml and multirun.yaml; needs config-value secrets "
+    "registered with the log filter and Hydra's files scrubbed (autotune/callbacks.py)",
+)
 def test_no_secret_is_stored_or_printed(tmp_path):
     canary = f"CANARY{os.getpid()}x{time.monotonic_ns()}"
     secrets = {
