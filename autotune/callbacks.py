@@ -57,8 +57,9 @@ EXIT_CONFIG = 2
 
 def _fail(title: str, errors: list[str]) -> None:
     console.print(f"[bold red]{title}[/]", highlight=False)
+    known = secrets.secret_values()
     for e in errors:
-        console.print(f"  - {e}", highlight=False, markup=False)
+        console.print(f"  - {secrets.scrub(e, known)}", highlight=False, markup=False)
     console.print("Nothing was deployed.", highlight=False)
     raise SystemExit(EXIT_CONFIG)
 
@@ -133,7 +134,10 @@ class StudyCallback(Callback):
         self.interrupted = False
         self.sweep_dir: Path | None = None
         self.worker = ""  # search.worker, or "pid@host" for a lone sweep process
-        self._secrets: list[str] = []  # passwords in the storage / tracking URLs
+        # Every secret the study knows (env, config, command line, URL passwords):
+        # masked in every log record and scrubbed from the sweep dir's Hydra files.
+        self._secrets: list[str] = []
+        self._multirun_yaml: Path | None = None
         self._left = False
         self._previous_handlers: dict[int, Any] = {}
 
@@ -142,28 +146,61 @@ class StudyCallback(Callback):
         self._start(config, Path(config.hydra.sweep.dir), expected_trials(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._end(config)
+        try:
+            self._end(config)
+        finally:
+            # Hydra's files (multirun.yaml, each job's .hydra/), the trials' files.
+            if self._secrets:
+                secrets.scrub_tree(Path(config.hydra.sweep.dir), self._secrets)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._start(config, Path(config.hydra.run.dir), 1)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._end(config)
+        try:
+            self._end(config)
+        finally:
+            if self._secrets:
+                secrets.scrub_tree(Path(config.hydra.run.dir) / ".hydra", self._secrets)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         # In the process that runs the trial (the driver, or a joblib/Ray worker that
-        # got this callback pickled): mask the URL passwords there too, and tag the
-        # trial run with this sweep process's worker name and sampler seed.
+        # got this callback pickled): mask the study's secrets there too, scrub them
+        # from the files Hydra has just written for this job (and the sweep's
+        # multirun.yaml), and tag the trial run with this sweep process's worker name
+        # and sampler seed.
+        if self._secrets:
+            secrets.register(self._secrets)
+            self._scrub_hydra_files(config)
         if self.info is None:
             return
         from autotune import tracking
 
-        secrets.register(self._secrets)
         tracking.set_job_tags(
             {tracking.WORKER: self.info.worker, tracking.SAMPLER_SEED: self.info.sampler_seed}
         )
 
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # A study killed later (SIGKILL) leaves no secret in a finished job's files.
+        if self._secrets:
+            self._scrub_hydra_files(config)
+
     # -- implementation ------------------------------------------------------------------
+    def _scrub_hydra_files(self, config: DictConfig) -> None:
+        """Mask the study's secrets in the job's ``.hydra/*.yaml`` (config, hydra,
+        overrides: Hydra writes the command line there) and, once, ``multirun.yaml``."""
+        hc = config.hydra
+        job_dir = OmegaConf.select(hc, "runtime.output_dir", default=None)
+        subdir = OmegaConf.select(hc, "output_subdir", default=None)
+        if job_dir and subdir:
+            secrets.scrub_tree(Path(job_dir) / str(subdir), self._secrets)
+        if self._multirun_yaml is None:
+            sweep_dir = OmegaConf.select(hc, "sweep.dir", default=None)
+            if sweep_dir and str(hc.mode) == "RunMode.MULTIRUN":
+                self._multirun_yaml = Path(sweep_dir) / "multirun.yaml"
+                if self._multirun_yaml.is_file():
+                    secrets.scrub_file(self._multirun_yaml, self._secrets)
+
     def _start(self, cfg: DictConfig, sweep_dir: Path, n_trials: int | None) -> None:
         # Hydra turns exceptions raised in callbacks into warnings and carries on;
         # a study that cannot start must stop here instead.
@@ -176,6 +213,11 @@ class StudyCallback(Callback):
             _fail("The study could not start:", [f"{type(e).__name__}: {e}"])
 
     def _open(self, cfg: DictConfig, sweep_dir: Path, n_trials: int | None) -> None:
+        # Before anything is printed or the first job is launched (Hydra's launcher
+        # logs each job's overrides): every secret the study knows is masked from now
+        # on in every log record, on the terminal and in the jobs' log files.
+        self._secrets = secrets.secret_values(extra=secrets.config_secrets(cfg))
+        secrets.register(self._secrets)
         errors = validate_study(cfg)
         if errors:
             _fail("Invalid study configuration:", errors)
@@ -197,8 +239,8 @@ class StudyCallback(Callback):
         registry.reap()
         uri = tracking.resolve_uri(cfg.tracking.uri, start_dir)
         # A password in a storage or tracking URL never reaches a log or MLflow.
-        self._secrets = secrets.url_credentials(storage) + secrets.url_credentials(uri)
-        secrets.register([*self._secrets, *secrets.secret_values()])
+        secrets.register(secrets.url_credentials(storage) + secrets.url_credentials(uri))
+        self._secrets = secrets.secret_values()
         from autotune import outbox
 
         outbox.bound_http_retries()  # a server that is down fails in seconds, not minutes

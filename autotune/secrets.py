@@ -26,12 +26,25 @@ MASK = "***"
 _SECRET_NAME = re.compile(
     r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH)", re.I
 )
+# A config key (its last part) that holds a secret: ``api_key``, ``hf_token``,
+# ``deploy.env.ENGINE_API_KEY``; stricter than env names, so that ``tokenizer`` or
+# ``max_tokens`` are not taken for secrets.
+_SECRET_KEY = re.compile(
+    r"(^|[_.-])(TOKEN|SECRET|PASSWORD|PASSWD|API[_-]?KEY|ACCESS[_-]?KEY|PRIVATE[_-]?KEY"
+    r"|CREDENTIALS?|AUTH)$",
+    re.I,
+)
 # Values shorter than this are not scrubbed: masking "1" everywhere would wreck logs.
 _MIN_SECRET_LEN = 6
 
 
 def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
+
+
+def is_secret_key(key: str) -> bool:
+    """Does the config key (``a.b.api_key``, ``+deploy.env.X_TOKEN``) hold a secret?"""
+    return bool(_SECRET_KEY.search(key.rsplit(".", 1)[-1].lstrip("+~")))
 
 
 # Secrets this process learnt from its configuration (e.g. the password in a
@@ -63,6 +76,65 @@ def mask_url(url: str) -> str:
     return url
 
 
+def registered() -> list[str]:
+    """The secrets :func:`register`-ed in this process, longest first."""
+    return sorted(_registered, key=len, reverse=True)
+
+
+def override_secrets(overrides: Iterable[str]) -> list[str]:
+    """Secret values in command-line overrides: ``benchmark.api_key=sk-..``,
+    ``+deploy.env.ENGINE_API_KEY=..`` (each value of a sweep ``a,b`` too), and the
+    password of any URL given there."""
+    found: list[str] = []
+    for override in overrides:
+        key, sep, value = str(override).partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        found += url_credentials(value.strip("'\""))
+        if is_secret_key(key.strip()):
+            found.append(value)
+            found += [v.strip().strip("'\"") for v in [value, *value.split(",")]]
+    return [v for v in found if v]
+
+
+def config_secrets(cfg: Any) -> list[str]:
+    """Secret values in a (Hydra) config: every secret-named key's string value
+    (``benchmark.api_key``, ``deploy.env.*_TOKEN`` ...), every URL password, and the
+    secret values of ``hydra.overrides.task``. Keys that do not resolve are skipped."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    found: list[str] = []
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, DictConfig):
+            for k in list(node.keys()):
+                if key == "" and k == "hydra":
+                    continue
+                try:
+                    child = node[k]
+                except Exception:  # an interpolation that does not resolve
+                    continue
+                walk(child, str(k))
+        elif isinstance(node, ListConfig):
+            for i in range(len(node)):
+                try:
+                    child = node[i]
+                except Exception:
+                    continue
+                walk(child, key)
+        elif isinstance(node, str):
+            found.extend(url_credentials(node))
+            if is_secret_key(key):
+                found.append(node)
+
+    walk(cfg, "")
+    overrides = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
+    if overrides is not None:
+        found += override_secrets(list(overrides))
+    return [v for v in found if v]
+
+
 def register(values: Iterable[str]) -> None:
     """Treat ``values`` as secrets in this process from now on: :func:`secret_values`
     returns them, and every log record created from now on has them masked (whatever
@@ -78,7 +150,7 @@ def register(values: Iterable[str]) -> None:
 
         def record(*args: Any, **kwargs: Any) -> logging.LogRecord:
             rec = previous(*args, **kwargs)
-            ScrubbingFilter(sorted(_registered, key=len, reverse=True)).filter(rec)
+            ScrubbingFilter(registered()).filter(rec)
             return rec
 
         logging.setLogRecordFactory(record)
@@ -132,24 +204,53 @@ def mask_env(env: Mapping[str, str], secrets: Iterable[str] = ()) -> dict[str, s
     return out
 
 
+def scrub_file(path: Path, secrets: list[str]) -> bool:
+    """Rewrite one file with ``secrets`` masked; True if it held one.
+
+    A YAML file stays YAML (Hydra's ``.hydra/*.yaml`` and ``multirun.yaml`` are read
+    back): its values are scrubbed, since a bare ``***`` would be read as an alias.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if not any(s.encode() in data for s in secrets):
+        return False
+    new = None
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(data)
+            new = yaml.safe_dump(
+                scrub_data(loaded, secrets), sort_keys=False, allow_unicode=True
+            ).encode()
+        except (yaml.YAMLError, UnicodeDecodeError):
+            new = None
+        if new is not None and any(s.encode() in new for s in secrets):
+            new = None  # a secret in a key: mask the text
+    if new is None:
+        new = data
+        for s in secrets:
+            new = new.replace(s.encode(), MASK.encode())
+    tmp = path.with_name(path.name + ".scrub")
+    try:
+        tmp.write_bytes(new)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
+
+
 def scrub_tree(folder: Path, secrets: Iterable[str]) -> int:
     """Rewrite text files under ``folder`` with secrets masked; returns files changed."""
-    secrets = [s for s in secrets if s]
+    secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
     if not secrets:
         return 0
     changed = 0
     for path in Path(folder).rglob("*"):
-        if not path.is_file():
-            continue
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        new = data
-        for s in secrets:
-            new = new.replace(s.encode(), MASK.encode())
-        if new != data:
-            path.write_bytes(new)
+        if path.is_file() and not path.is_symlink() and scrub_file(path, secrets):
             changed += 1
     return changed
 
@@ -167,4 +268,8 @@ class ScrubbingFilter(logging.Filter):
             clean = scrub(msg, self.secrets)
             if clean != msg:
                 record.msg, record.args = clean, None
+            if record.exc_info and not record.exc_text:
+                # The traceback's text, formatted now and masked (handlers reuse it).
+                text = logging.Formatter().formatException(record.exc_info)
+                record.exc_text = scrub(text, self.secrets)
         return True

@@ -19,7 +19,7 @@ engine, and asserts what the tuner promises. Nothing is mocked.
 | T1 | MLflow unreachable / sqlite locked at start | test_tracking_unavailable_at_start |
 | T2 | MLflow locked during a study: results kept, uploaded later | test_tracking_lost_during_a_study_loses_nothing |
 | V1 | bad input (flag, type, space, scenario, concurrency, SLO, names, path, ${}) | test_bad_input_fails_before_deploying |
-| S1 | secrets (HF token, API keys, proxy credentials) | test_no_secret_is_stored_or_printed |
+| S1 | secrets (HF token, API keys, proxy credentials, command-line keys) | test_no_secret_is_stored_or_printed |
 | P1 | ports: a taken port is skipped, never 8443, loopback | test_free_port_*, assert_loopback_only in E1/E3/S1 |
 | C1 | real vLLM: bad flag, start-up timeout | test_cpu_engine_start_up_failures |
 | C2 | real vLLM: OOM at start, killed by a signal mid-benchmark | test_cpu_engine_oom_and_killed_mid_benchmark |
@@ -517,13 +517,6 @@ def test_bad_input_fails_before_deploying(tmp_path, overrides, needles):
 
 # -- S1: secrets -----------------------------------------------------------------------------
 @slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known leak (open): secrets given as command-line overrides (benchmark.api_key=, "
-    "+deploy.env.X_API_KEY=) are printed by Hydra's launcher ('#0 : <overrides>') and written "
-    "to the sweep dir's .hydra/overrides.yaml and multirun.yaml; needs config-value secrets "
-    "registered with the log filter and Hydra's files scrubbed (autotune/callbacks.py)",
-)
 def test_no_secret_is_stored_or_printed(tmp_path):
     canary = f"CANARY{os.getpid()}x{time.monotonic_ns()}"
     secrets = {
@@ -531,6 +524,21 @@ def test_no_secret_is_stored_or_printed(tmp_path):
         "OPENAI_API_KEY": f"sk-{canary}2",
         "HTTPS_PROXY": f"http://user:{canary}3@127.0.0.1:9",
     }
+    early: dict[str, list[str]] = {}
+
+    def finished_job_is_clean(run: Running) -> bool:
+        # While trial 1 runs, trial 0 is finished: a SIGKILL now would leave its
+        # files (Hydra's .hydra/*.yaml with the command line) and multirun.yaml as
+        # they are. They must already be clean, not only after the study's end.
+        if not list(run.tmp.glob("multirun/*/*/1/.hydra/overrides.yaml")):
+            return False
+        (job0,) = run.tmp.glob("multirun/*/*/0")
+        files = [p for p in job0.rglob("*") if p.is_file()]
+        files += list(job0.parent.glob("multirun.yaml"))
+        early["files"] = [str(p) for p in files]
+        early["leaks"] = [str(p) for p in files if canary.encode() in p.read_bytes()]
+        return True
+
     study = run_study(
         tmp_path,
         "-m",
@@ -540,8 +548,11 @@ def test_no_secret_is_stored_or_printed(tmp_path):
         f"benchmark.api_key={canary}5",
         *SMALL,
         env=study_env(tmp_path, **secrets),
+        on_tick=finished_job_is_clean,
     )
     assert study.returncode == 0, study.output[-3000:]
+    assert any(f.endswith("overrides.yaml") for f in early["files"]), early
+    assert not early["leaks"], early["leaks"]
     study.assert_nothing_left()
     _, trials = study.runs()
     assert sorted(trials["tags.autotune.status"]) == ["failed", "ok"]
