@@ -1,20 +1,23 @@
 """Drive genai-bench 0.0.5 as a child process and keep whatever it produced.
 
 genai-bench is never imported here: importing it gevent-monkey-patches the whole
-interpreter. It runs as ``python -m genai_bench.cli.cli benchmark ...`` with the
-given interpreter, in its own process group, with stdin closed and an offline,
-UI-less environment (see /work/shared/notes/genai-bench.md for why each matters).
+interpreter. It runs as ``python -m autotune.benchmark.genai_bench_child benchmark ...``
+(genai-bench's own CLI without its xlsx/PNG reports, see that module; ``reports=True``
+runs ``python -m genai_bench.cli.cli`` itself) with the given interpreter, in its own
+process group, with stdin closed and an offline, UI-less environment (see
+/work/shared/notes/genai-bench.md for why each matters).
 
 Public API::
 
     Workload(scenarios, concurrency, max_requests_per_run, max_time_per_run_min,
              task="text-to-text", api_backend="sglang", additional_args=())
     build_command(base_url, model_name, tokenizer, workload, out_dir, api_key,
-                  python=sys.executable) -> list[str]
+                  python=sys.executable, reports=False) -> list[str]
     benchmark_env(base_url, base_env=None) -> dict[str, str]
     run_genai_bench(base_url, model_name, tokenizer, workload, out_dir, *,
                     timeout_s, api_key=None, on_progress=None,
-                    python=sys.executable, grace_s=10.0, secrets=()) -> BenchmarkRun
+                    python=sys.executable, grace_s=10.0, secrets=(),
+                    reports=False) -> BenchmarkRun
     scrub_secrets(folder, secrets) -> list[Path]
 
 Example::
@@ -81,6 +84,8 @@ log = logging.getLogger(__name__)
 CONSOLE_LOG = "genai_bench.console.log"
 GENAI_BENCH_LOG = "genai_bench.log"
 GENAI_BENCH_MODULE = "genai_bench.cli.cli"
+# genai-bench's CLI minus the xlsx/PNG reports it makes after the last run.
+NO_REPORTS_MODULE = "autotune.benchmark.genai_bench_child"
 MASK = "***"
 
 # Options the driver sets itself; additional_args must not repeat or override them.
@@ -247,8 +252,13 @@ def build_command(
     api_key: str,
     *,
     python: str = sys.executable,
+    reports: bool = False,
 ) -> list[str]:
     """The argv list (no shell) that runs genai-bench for ``workload`` into ``out_dir``.
+
+    ``reports``: also let genai-bench write its summary xlsx and PNG plots (seconds
+    of CPU after the last run, engine idle meanwhile); without, the same JSON result
+    files, through ``genai_bench_child``.
 
     The first options are in the order genai-bench's click callbacks need
     (``--api-backend``, ``--api-base``, ``--api-key``, ``--task``); list options are
@@ -267,7 +277,7 @@ def build_command(
     cmd = [
         python,
         "-m",
-        GENAI_BENCH_MODULE,
+        GENAI_BENCH_MODULE if reports else NO_REPORTS_MODULE,
         "benchmark",
         "--api-backend",
         workload.api_backend,
@@ -414,6 +424,7 @@ def run_genai_bench(
     python: str = sys.executable,
     grace_s: float = 10.0,
     secrets: Iterable[str] = (),
+    reports: bool = False,
 ) -> BenchmarkRun:
     """Run genai-bench to completion or until ``timeout_s`` wall-clock seconds pass.
 
@@ -426,6 +437,7 @@ def run_genai_bench(
 
     ``secrets``: more values to mask like the API key (e.g. an HF token that
     might surface in a traceback); the console log is masked as it is written.
+    ``reports``: see ``build_command``.
     """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -434,7 +446,9 @@ def run_genai_bench(
         raise FileExistsError(f"benchmark folder is not empty: {folder}")
     folder.mkdir(parents=True, exist_ok=True)
     api_key = api_key or f"autotune-dummy-{_secrets.token_hex(8)}"
-    cmd = build_command(base_url, model_name, tokenizer, workload, folder, api_key, python=python)
+    cmd = build_command(
+        base_url, model_name, tokenizer, workload, folder, api_key, python=python, reports=reports
+    )
     shown = [MASK if a == api_key else a for a in cmd]
     log_path = folder / CONSOLE_LOG
     secrets = [s for s in secrets if s]

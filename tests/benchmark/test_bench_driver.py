@@ -47,7 +47,9 @@ def _workload(**kw) -> Workload:
 
 def test_command_starts_with_the_option_order_genai_bench_needs(tmp_path):
     cmd = build_command(URL, "served", "/tok", _workload(), tmp_path / "run", KEY)
-    assert cmd[:4] == [sys.executable, "-m", "genai_bench.cli.cli", "benchmark"]
+    assert cmd[:4] == [sys.executable, "-m", "autotune.benchmark.genai_bench_child", "benchmark"]
+    with_reports = build_command(URL, "served", "/tok", _workload(), "/r", KEY, reports=True)
+    assert with_reports[:4] == [sys.executable, "-m", "genai_bench.cli.cli", "benchmark"]
     # click callbacks read earlier options: backend, base, key, task come first.
     assert cmd[4:12] == [
         "--api-backend",
@@ -229,7 +231,7 @@ def test_a_failing_progress_callback_does_not_break_the_run():
 FAKE = r"""
 import json, os, signal, subprocess, sys, time
 args = sys.argv[1:]
-assert args[:3] == ["-m", "genai_bench.cli.cli", "benchmark"], args
+assert args[:3] == ["-m", "autotune.benchmark.genai_bench_child", "benchmark"], args
 opt = lambda name: args[args.index(name) + 1]
 folder = os.path.join(opt("--experiment-base-dir"), opt("--experiment-folder-name"))
 key, mode, src = opt("--api-key"), os.environ["FAKE_MODE"], os.environ["FAKE_SRC"]

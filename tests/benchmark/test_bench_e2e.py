@@ -50,6 +50,9 @@ def test_genai_bench_end_to_end(fake_server, tmp_path):
     assert len(run.run_files) == 2 and run.missing_runs == []
     assert _key_anywhere(run.folder) == []
     assert KEY not in " ".join(run.command)
+    # genai-bench's xlsx/PNG reports are skipped (reports=False), its JSON is kept.
+    assert (run.folder / "experiment_metadata.json").is_file()
+    assert [p.name for p in run.folder.iterdir() if p.suffix in (".xlsx", ".png")] == []
 
     result = parse_experiment(run.folder)
     m = result.metrics()
