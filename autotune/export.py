@@ -506,16 +506,22 @@ def export_record(
 
 
 def export_study(
-    cfg: DictConfig, study: Any, client: Any, parent_run_id: str, sweep_dir: Path | None
+    cfg: DictConfig,
+    study: Any,
+    client: Any,
+    parent_run_id: str,
+    sweep_dir: Path | None,
+    record: StudyRecord | None = None,
 ) -> list[Export]:
     """Export a finished study's best configuration (called when the sweep ends).
 
     ``cfg`` is the sweep's config (with its ``hydra`` node: the config search path and
     group choices the trials were composed with); ``study`` the
     :class:`~autotune.study.StudyInfo`. The pick rule of multi-objective studies is
-    ``export.pick`` (``max:<metric>`` / ``min:<metric>``) when set.
+    ``export.pick`` (``max:<metric>`` / ``min:<metric>``) when set. ``record``: the
+    study as already loaded from MLflow (else it is loaded here).
     """
-    record = load_study(client, parent_run_id)
+    record = record or load_study(client, parent_run_id)
     hydra_cfg = OmegaConf.select(cfg, "hydra")
     composer = Composer.from_hydra(hydra_cfg) if hydra_cfg is not None else Composer()
     choices = OmegaConf.to_container(OmegaConf.select(cfg, "hydra.runtime.choices") or {})

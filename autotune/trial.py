@@ -39,6 +39,8 @@ from autotune.secrets import scrub, scrub_data, scrub_tree, secret_values
 from autotune.study import StudyInfo
 
 log = logging.getLogger(__name__)
+# libyaml's dumper when PyYAML has it (~10x faster than the pure-Python one).
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 @dataclass
@@ -145,7 +147,10 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
     # Scrub the values, not the YAML text: a bare *** would not parse back.
     resolved = scrub_data(OmegaConf.to_container(cfg, resolve=True), secrets)
     # Dump the plain data: re-wrapping it in OmegaConf cost more than a virtual trial.
-    run.text(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), "config.yaml")
+    run.text(
+        yaml.dump(resolved, Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True),
+        "config.yaml",
+    )
     for fname, text in launcher.render(spec).items():
         run.text(scrub(text, secrets), f"launch/{fname}")
 

@@ -149,13 +149,14 @@ def publish_study(
     from autotune.export import describe, export_study
     from autotune.progress import results
 
-    exports = []
-    try:
-        exports = export_study(cfg, info, client, info.parent_run_id, sweep_dir)
+    exports, study = [], None
+    try:  # one read of the study for both: it is the slow part of a long study's end
+        study = load_study(client, info.parent_run_id)
+        exports = export_study(cfg, info, client, info.parent_run_id, sweep_dir, record=study)
     except Exception:
         log.exception("could not export the best configuration")
     try:
-        study = load_study(client, info.parent_run_id)
+        study = study or load_study(client, info.parent_run_id)
         out = Path(sweep_dir) / "figures" if sweep_dir is not None else None
         summary = build_report(client, study, figures_dir=out)
     except Exception:
