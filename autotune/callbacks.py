@@ -172,6 +172,7 @@ class StudyCallback(Callback):
         if self._secrets:
             secrets.register(self._secrets)
             self._scrub_hydra_files(config)
+        self._stop_if_interrupted()
         if self.info is None:
             return
         from autotune import tracking
@@ -184,6 +185,7 @@ class StudyCallback(Callback):
         # A study killed later (SIGKILL) leaves no secret in a finished job's files.
         if self._secrets:
             self._scrub_hydra_files(config)
+        self._stop_if_interrupted()
 
     # -- implementation ------------------------------------------------------------------
     def _scrub_hydra_files(self, config: DictConfig) -> None:
@@ -419,6 +421,17 @@ class StudyCallback(Callback):
             with contextlib.suppress(ValueError):  # not the main thread
                 self._previous_handlers[sig] = signal.signal(sig, on_signal)
         atexit.register(self._close_parent, "KILLED")
+
+    def _stop_if_interrupted(self) -> None:
+        """Stop the sweep if a signal came that did not stop it.
+
+        The handler raises KeyboardInterrupt in whatever frame runs when the signal
+        arrives; in a weakref or GC callback (SQLAlchemy has some) Python prints the
+        exception and drops it, and the sweep would run on to its end (seen with
+        SIGTERM between trials). No further trial starts after a signal.
+        """
+        if self.interrupted:
+            raise KeyboardInterrupt("interrupted")
 
     def _close_parent(self, status: str) -> None:
         if self.parent is None or self._left:
