@@ -131,7 +131,8 @@ def config_secrets(cfg: Any) -> list[str]:
     walk(cfg, "")
     overrides = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
     if overrides is not None:
-        found += override_secrets(list(overrides))
+        # Unresolved: an override may itself be an interpolation (`x=${a.b}`).
+        found += override_secrets(OmegaConf.to_container(overrides, resolve=False))
     return [v for v in found if v]
 
 
