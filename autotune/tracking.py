@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,6 +74,34 @@ def resolve_uri(configured: str | None, start_dir: str | os.PathLike) -> str:
     return uri
 
 
+# How long a study waits at start for another process's lock on a sqlite store. MLflow
+# itself retries a locked store ten times with back-off: ~3 minutes of warnings.
+SQLITE_LOCK_WAIT_S = 10.0
+
+
+def _probe_sqlite(uri: str, wait_s: float = SQLITE_LOCK_WAIT_S) -> None:
+    """Fail fast, naming the cause, when a sqlite store is locked by another process."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///") :].split("?", 1)[0])
+    if not path.is_file():
+        return  # MLflow creates it
+    try:
+        con = sqlite3.connect(path, timeout=wait_s, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")  # the write lock a trial will need
+            con.execute("ROLLBACK")
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise TrackingError(
+            f"cannot use the MLflow tracking store {uri!r} ({type(e).__name__}: {e}, after "
+            f"waiting {wait_s:.0f} s). Another process holds it: stop it (an open sqlite "
+            "shell, a stuck writer), or use an MLflow server (tracking.uri=http://...), "
+            "then re-run."
+        ) from e
+
+
 @functools.lru_cache(maxsize=8)
 def connect(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     """A client and the experiment id, creating the experiment if needed.
@@ -81,6 +110,7 @@ def connect(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     unreachable or locked, so that a study never runs untracked. Cached per
     process: a new client re-opens the store, which costs about a second on sqlite.
     """
+    _probe_sqlite(uri)
     try:
         client = MlflowClient(tracking_uri=uri)
         exp = client.get_experiment_by_name(experiment)
