@@ -118,6 +118,24 @@ def study_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "AUTOTUNE_STATE_DIR": str(tmp_path / "state"), **extra}
 
 
+def run_cli(
+    tmp_path: Path, *args: str, timeout: float = 600, check: bool = False
+) -> subprocess.CompletedProcess:
+    """Run the tuner to completion in ``tmp_path`` and capture its output (no watching);
+    ``check``: fail the test, with the output's tail, unless it exits 0."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "autotune", *args, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path,
+        env=study_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
 def run_study(
     tmp_path: Path,
     *args: str,

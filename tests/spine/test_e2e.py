@@ -6,39 +6,12 @@ with SGLang's CLI), genai-bench (a child process), MLflow on sqlite.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-# Small workload: one level, few requests; the sim is fast enough at H200 speed.
-SMALL = [
-    "benchmark.concurrency=[4]",
-    "benchmark.max_requests_per_run=12",
-    'benchmark.scenarios=["D(256,64)"]',
-]
-
-
-def autotune(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AUTOTUNE_STATE_DIR": str(tmp_path / "state")}
-    return subprocess.run(
-        [sys.executable, "-m", "autotune", *args, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def runs(tmp_path: Path):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    df = mlflow.search_runs(search_all_experiments=True)
-    return df[df["tags.autotune.role"] == "sweep"], df[df["tags.autotune.role"] == "trial"]
+from study_runner import SMALL, runs
+from study_runner import run_cli as autotune
 
 
 @pytest.mark.slow

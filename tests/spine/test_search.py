@@ -7,36 +7,19 @@ engine is the simulated SGLang, on the virtual clock unless a test needs real ti
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import optuna
 import pytest
+from study_runner import run_cli, runs
 
 VIRTUAL = ["deploy.clock=virtual"]
 
 
 def autotune(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AUTOTUNE_STATE_DIR": str(tmp_path / "state")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "autotune", *args, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return proc
-
-
-def runs(tmp_path: Path):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    df = mlflow.search_runs(search_all_experiments=True)
-    return df[df["tags.autotune.role"] == "sweep"], df[df["tags.autotune.role"] == "trial"]
+    return run_cli(tmp_path, *args, timeout=timeout, check=True)
 
 
 def study(tmp_path: Path) -> optuna.Study:
