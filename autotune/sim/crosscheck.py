@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from autotune.sim.replay import replay_closed_loop
+from autotune.sim.predict import predict
 from autotune.sim.settings import build_engine
 from autotune.sim.types import SimRequest
 
@@ -196,15 +196,11 @@ def crosscheck(
     # predict's closed loop with the prompt length genai-bench really sent (its chat
     # template adds a few tokens to D(isl, ...)).
     input_tokens = round(agg["stats"]["num_input_tokens"]["mean"])
-    records = replay_closed_loop(
-        engine(),
-        concurrency=concurrency,
-        num_requests=num_requests,
-        sample_lengths=lambda rng: (input_tokens, osl),
-    )
-    ok = [r for r in records if r.ok]
-    pred_ttft = sum(r.ttft_s for r in ok) / len(ok) * 1000
-    pred_tpot = sum(r.tpot_s for r in ok) / len(ok) * 1000
+    predicted = predict(
+        model=model, gpu=gpu, dtype=dtype, tp=tp, isl=input_tokens, osl=osl,
+        concurrency=concurrency, num_requests=num_requests,
+    )  # fmt: skip
+    pred_ttft, pred_tpot = predicted["ttft_ms"], predicted["tpot_ms"]
     ttft = agg["stats"]["ttft"]["mean"] * scale
     tpot = agg["stats"]["tpot"]["mean"] * scale
     return {
