@@ -193,8 +193,10 @@ class BenchmarkConfig:
     # Wall-clock limit of the whole genai-bench process; it is killed after this.
     timeout_s: float = 900.0
     task: str = "text-to-text"
-    # genai-bench insists on a key; engines started by autotune do not check it.
-    api_key: str = "autotune-dummy-key"
+    # The key genai-bench sends (it insists on one). None: a random throwaway key per
+    # run, which engines started by autotune do not check; set it (a secret, masked
+    # everywhere) for an engine that was given --api-key.
+    api_key: str | None = None
 
 
 @dataclass

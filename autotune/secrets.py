@@ -221,10 +221,13 @@ def scrub_file(path: Path, secrets: list[str]) -> bool:
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
+        # libyaml when built in: Hydra's files are rewritten at every job's start and end.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
         try:
-            loaded = yaml.safe_load(data)
-            new = yaml.safe_dump(
-                scrub_data(loaded, secrets), sort_keys=False, allow_unicode=True
+            loaded = yaml.load(data, Loader=loader)  # noqa: S506 (a safe loader)
+            new = yaml.dump(
+                scrub_data(loaded, secrets), Dumper=dumper, sort_keys=False, allow_unicode=True
             ).encode()
         except (yaml.YAMLError, UnicodeDecodeError):
             new = None

@@ -31,9 +31,11 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from autotune.logs import route_library_logs
 from autotune.owner import owner_dead, owner_id
 
 log = logging.getLogger(__name__)
+route_library_logs()
 
 ROLE, STATUS, FAILURE, PHASE = (
     "autotune.role",
