@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -213,6 +214,12 @@ class StudyCallback(Callback):
         except Exception as e:
             log.exception("the study could not start")
             _fail("The study could not start:", [f"{type(e).__name__}: {e}"])
+        # What is alive now (MLflow, SQLAlchemy, pandas, Hydra: ~370k objects) lives as
+        # long as the study: kept out of the cyclic GC's reach, and young collections
+        # made rarer, the GC walks mostly what the trials allocate (OmegaConf copies are
+        # cyclic garbage). A 100-trial virtual study spent ~7 s of ~50 in the GC, ~3 s now.
+        gc.freeze()
+        gc.set_threshold(10_000, 10, 10)
 
     def _open(self, cfg: DictConfig, sweep_dir: Path, n_trials: int | None) -> None:
         # Before anything is printed or the first job is launched (Hydra's launcher
