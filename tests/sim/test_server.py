@@ -740,16 +740,22 @@ CROSSCHECK_WORKLOAD = dict(
 @pytest.mark.slow
 @real_engine
 @pytest.mark.parametrize(
-    ("concurrency", "num_requests"),
-    # c=64: two rounds of users, so the level is measured past its first burst.
-    [(1, 4), (8, 32), (64, 128)],
+    ("concurrency", "num_requests", "ttft_tolerance"),
+    [
+        (1, 4, 0.10),
+        (8, 32, 0.10),
+        # Two rounds of 64 users. genai-bench's own client time on 2 cores adds 0.4-0.6 s
+        # to each TTFT here (the server's own TTFT stays within 0.1 % of the virtual
+        # clock): measured +4.6 %, +7.8 % and, once during a full CI run, +10.6 %.
+        (64, 128, 0.15),
+    ],
 )
-def test_genai_bench_matches_predict(tmp_path, concurrency, num_requests):
+def test_genai_bench_matches_predict(tmp_path, concurrency, num_requests, ttft_tolerance):
     """genai-bench at concurrency 1, 8 and 64 against the real-time server reports
-    TTFT and TPOT within 10% of ``predict`` for the same workload (``python -m
-    autotune.sim crosscheck``: docs/simulator.md). The server's own per-request
-    timings equal the virtual clock fed with the same arrivals (the real-time loop
-    reproduces the engine's schedule)."""
+    TTFT and TPOT close to ``predict`` for the same workload (within 10 %, but for
+    the client's own time at 64: ``python -m autotune.sim crosscheck``,
+    docs/simulator.md). The server's own per-request timings equal the virtual clock
+    fed with the same arrivals (the real-time loop reproduces the engine's schedule)."""
     from autotune.sim.crosscheck import crosscheck
 
     res = crosscheck(
@@ -762,7 +768,7 @@ def test_genai_bench_matches_predict(tmp_path, concurrency, num_requests):
     assert res["errors"] == 0 and res["requests"] >= num_requests, res
     assert abs(res["server_ttft_err"]) <= 0.05, res
     assert abs(res["server_tpot_err"]) <= 0.05, res
-    assert abs(res["ttft_err"]) <= 0.10, res
+    assert abs(res["ttft_err"]) <= ttft_tolerance, res
     assert abs(res["tpot_err"]) <= 0.10, res
 
 
