@@ -12,6 +12,7 @@ order and with the same struct-mode checks as a full composition.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from typing import Any
 
@@ -85,7 +86,9 @@ def with_compose_cache(hydra_context: HydraContext) -> HydraContext:
     """The same context, its config loader wrapped in a :class:`ComposeCache`."""
     if isinstance(hydra_context.config_loader, ComposeCache):
         return hydra_context
-    return HydraContext(
+    # replace(): every other field stays, the execution whitelist included (without
+    # it Hydra configures logging unchecked, and warns at every launch).
+    return dataclasses.replace(
+        hydra_context,
         config_loader=ComposeCache(hydra_context.config_loader),  # type: ignore[arg-type]
-        callbacks=hydra_context.callbacks,
     )

@@ -67,3 +67,19 @@ def test_bad_value_fails_like_hydra(hydra_loader) -> None:
     with pytest.raises(ConfigCompositionException) as cached_error:
         ComposeCache(loader).load_sweep_config(master, bad)
     assert str(cached_error.value) == str(hydra_error.value)
+
+
+def test_wrapped_context_keeps_the_execution_whitelist(hydra_loader) -> None:
+    from hydra.types import HydraContext
+
+    from autotune.__main__ import TRUSTED_TARGETS
+    from hydra_plugins.autotune_sweepers.compose_cache import with_compose_cache
+
+    loader, _ = hydra_loader
+    context = HydraContext(
+        config_loader=loader, callbacks=None, execution_whitelist=TRUSTED_TARGETS
+    )
+    wrapped = with_compose_cache(context)
+    assert isinstance(wrapped.config_loader, ComposeCache)
+    assert wrapped.execution_whitelist == TRUSTED_TARGETS
+    assert with_compose_cache(wrapped) is wrapped
