@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import logging.config
+from pathlib import Path
 
 import yaml
-from conftest import CONF
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def test_library_warnings_reach_the_trial_log_and_info_does_not(tmp_path):
