@@ -14,7 +14,10 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 
 def test_library_warnings_reach_the_trial_log_and_info_does_not(tmp_path):
     import autotune.tracking  # noqa: F401  (imports mlflow, then routes its loggers)
-    from autotune.logs import QUIET
+    from autotune.logs import QUIET, route_library_logs
+
+    # Again here: earlier tests in the same process may have re-set these loggers.
+    route_library_logs()
 
     # Hydra's job logging, as a trial gets it (the file handler into the trial dir).
     config = yaml.safe_load((CONF / "hydra/job_logging/autotune.yaml").read_text())
