@@ -173,6 +173,11 @@ class StudyCallback(Callback):
         if self._secrets:
             secrets.register(self._secrets)
             self._scrub_hydra_files(config)
+        # Again at each job (cheap): a library that re-applies its own logger set-up
+        # mid-study (MLflow can) would otherwise print INFO lines past the trial log.
+        from autotune.logs import route_library_logs
+
+        route_library_logs()
         self._stop_if_interrupted()
         if self.info is None:
             return
