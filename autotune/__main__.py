@@ -12,8 +12,8 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from autotune.config import register_configs
-from autotune.sqlite import use_wal_for_sqlite
+from autotune.config import CONFIG_PATH, config_dir, register_configs
+from autotune.tracking.sqlite import use_wal_for_sqlite
 
 log = logging.getLogger("autotune")
 
@@ -25,7 +25,7 @@ use_wal_for_sqlite()
 # logging handlers in conf/hydra/, and the Optuna sweeper's samplers.
 TRUSTED_TARGETS = [
     "autotune.*",
-    "launchers.*",
+    "autotune.launchers.*",
     "logging.*",
     "hydra_plugins.*",
     "optuna.*",
@@ -33,33 +33,32 @@ TRUSTED_TARGETS = [
 
 
 @hydra.main(
-    config_path="../conf",
+    config_path=CONFIG_PATH,
     config_name="config",
     execution_whitelist=TRUSTED_TARGETS,
 )
 def app(cfg: DictConfig) -> float | list[float] | None:
     """Run one trial and hand its score to the sweeper (None = failed / unscorable)."""
     if cfg.dry_run:
-        from autotune.dry_run import render_study
+        from autotune.study.dry_run import render_study
 
         render_study(cfg)
         return None
-    from autotune.trial import TrialContext, run_trial
+    from autotune.trial.executor import TrialContext, run_trial
 
     return run_trial(cfg, TrialContext.from_hydra())
 
 
 def main() -> None:
     import sys
-    from pathlib import Path
 
-    from autotune.validation import check_group_choices
+    from autotune.study.validation import check_group_choices
 
     # Hydra's own "Could not find 'model/foo'" also lists schema entries and search
     # paths; name the choices a user has, and exit like the other bad input (2).
-    errors = check_group_choices(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf")
+    errors = check_group_choices(sys.argv[1:], config_dir())
     if errors:
-        from autotune.progress import console
+        from autotune.tracking.progress import console
 
         console.print("[bold red]Invalid study configuration:[/]", highlight=False)
         for e in errors:

@@ -12,10 +12,22 @@ engine's native names, and is checked against the runtime's flag table by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+
+# The config groups ship inside the package (the repository's conf/, see pyproject.toml).
+CONFIG_MODULE = "autotune.conf"
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
+
+
+def config_dir() -> Path:
+    """The directory of autotune's own config groups (a checkout's conf/ or the wheel's)."""
+    from importlib.resources import files
+
+    return Path(str(files(CONFIG_MODULE)))
 
 
 @dataclass
@@ -44,7 +56,7 @@ class RuntimeConfig:
     extra_args: list[str] = field(default_factory=list)
     # name -> {type, choices, min, max, help} (see FlagSpec). Left untyped on purpose:
     # typed nodes make every Hydra composition (one per trial) several times slower;
-    # autotune.validation checks the table instead.
+    # autotune.study.validation checks the table instead.
     flags: dict[str, Any] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     # The flag whose value is the number of GPUs a trial takes.
@@ -96,7 +108,7 @@ class DeployConfig:
 
 @dataclass
 class SimDeployConfig(DeployConfig):
-    _target_: str = "launchers.sim.SimLauncher"
+    _target_: str = "autotune.launchers.sim.SimLauncher"
     name: str = "sim"
     simulated: bool = True
     gpu: str = "h200_sxm"
@@ -112,14 +124,14 @@ class SimDeployConfig(DeployConfig):
 
 @dataclass
 class LocalDeployConfig(DeployConfig):
-    _target_: str = "launchers.local.LocalLauncher"
+    _target_: str = "autotune.launchers.local.LocalLauncher"
     name: str = "local"
     python: str | None = None  # interpreter for `python -m ...` launches; null = this one
 
 
 @dataclass
 class DockerDeployConfig(DeployConfig):
-    _target_: str = "launchers.docker.DockerLauncher"
+    _target_: str = "autotune.launchers.docker.DockerLauncher"
     name: str = "docker"
     # Image = runtime.image:runtime.image_tag unless set here.
     image: str | None = None
@@ -140,7 +152,7 @@ class DockerDeployConfig(DeployConfig):
 
 @dataclass
 class OmeDeployConfig(DeployConfig):
-    _target_: str = "launchers.ome.OmeLauncher"
+    _target_: str = "autotune.launchers.ome.OmeLauncher"
     name: str = "ome"
     namespace: str = "default"
     kube_context: str | None = None
@@ -164,7 +176,7 @@ class OmeDeployConfig(DeployConfig):
 class DockerSimDeployConfig(DockerDeployConfig):
     """The simulated engine as a container: the docker path end to end without a GPU."""
 
-    _target_: str = "launchers.docker.SimDockerLauncher"
+    _target_: str = "autotune.launchers.docker.SimDockerLauncher"
     name: str = "docker_sim"
     simulated: bool = True
     image: str | None = "local/hostshim:latest"

@@ -62,10 +62,10 @@ from optuna.trial import TrialState  # noqa: E402
 from autotune.benchmark.parse import parse_experiment  # noqa: E402
 from autotune.benchmark.virtual import run_virtual  # noqa: E402
 from autotune.config import register_configs  # noqa: E402
-from autotune.launcher import LaunchSpec, create_launcher  # noqa: E402
+from autotune.deploy import LaunchSpec, create_launcher  # noqa: E402
 from autotune.objective import Objective  # noqa: E402
 from autotune.params import normalize  # noqa: E402
-from autotune.trial import workload_from_config  # noqa: E402
+from autotune.trial.executor import workload_from_config  # noqa: E402
 
 log = logging.getLogger("search_efficiency")
 

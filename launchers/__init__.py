@@ -1,1 +1,1 @@
-"""Deploy targets, one module each; all implement autotune.launcher.Launcher."""
+"""Deploy targets, one module each; all implement autotune.deploy.Launcher."""

@@ -34,8 +34,8 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from autotune import registry
-from autotune.launcher import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, free_port
+from autotune.deploy import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, free_port
+from autotune.deploy import leftovers as registry
 from autotune.owner import owner_dead, owner_id
 from autotune.params import gpu_count, to_argv
 from autotune.secrets import MASK, is_secret_name
@@ -580,7 +580,7 @@ class SimDockerLauncher(DockerLauncher):
         self.mount_host_python = mount_host_python
 
     def _sim(self, host: str) -> Any:
-        from launchers.sim import SimLauncher
+        from autotune.launchers.sim import SimLauncher
 
         return SimLauncher(
             gpu=self.gpu, seed=self.seed, startup_s=self.startup_s, faults=self.faults,

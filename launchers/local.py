@@ -22,8 +22,8 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from autotune import registry
-from autotune.launcher import Endpoint, Launcher, LaunchSpec, free_port
+from autotune.deploy import Endpoint, Launcher, LaunchSpec, free_port
+from autotune.deploy import leftovers as registry
 from autotune.params import to_argv
 from autotune.secrets import mask_env, secret_values
 

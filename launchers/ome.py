@@ -43,9 +43,9 @@ from typing import Any
 import jinja2
 import yaml
 
-from autotune import registry
-from autotune.failures import classify, last_lines
-from autotune.launcher import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, free_port
+from autotune.deploy import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, free_port
+from autotune.deploy import leftovers as registry
+from autotune.deploy.failures import failure_in, last_lines
 from autotune.owner import owner_dead, owner_id
 from autotune.params import gpu_count, to_argv
 from autotune.secrets import is_secret_name
@@ -444,8 +444,10 @@ class OmeLauncher(Launcher):
     ) -> TrialFailure:
         """A TrialFailure classified from the engine log when the log says more."""
         text = self.fetch_logs(dep)
-        found = classify(text, patterns) if default != Failure.DEPLOY_ERROR else None
-        failure = Failure(found) if found in Failure._value2member_map_ else default
+        # A deploy error is the cluster's, whatever the (possibly stale) log says.
+        failure = (
+            default if default == Failure.DEPLOY_ERROR else failure_in(text, patterns, default)
+        )
         tail = last_lines(text)
         return TrialFailure(
             failure,

@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autotune.failures import classify
-from autotune.launcher import Endpoint, Failure, LaunchSpec, TrialFailure
-from launchers.local import LocalLauncher
+from autotune.launchers.local import LocalLauncher
 
-SIM_TOKENIZER = Path(__file__).resolve().parents[1] / "autotune" / "sim" / "tokenizer"
+import autotune.sim
+from autotune.deploy import Endpoint, Failure, LaunchSpec, TrialFailure
+from autotune.deploy.failures import classify
+
+SIM_TOKENIZER = Path(autotune.sim.__file__).resolve().parent / "tokenizer"
 
 
 class SimLauncher(LocalLauncher):

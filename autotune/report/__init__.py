@@ -5,8 +5,8 @@
     python -m autotune.report --compare RUN_A RUN_B
 
 At the end of every study the sweep driver calls :func:`publish_study`, which
-exports the best configuration (:mod:`autotune.export`) and draws the figures
-(:mod:`autotune.figures`), on the sweep run and next to the sweep.
+exports the best configuration (:mod:`autotune.report.export`) and draws the figures
+(:mod:`autotune.report.figures`), on the sweep run and next to the sweep.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def note_text(report: str, limit: int = NOTE_MAX) -> str:
 
 def existing_exports(client: Any, study: StudyRecord) -> list[dict[str, Any]]:
     """The best-config exports already on the sweep run (``best/``), as report data."""
-    from autotune.export import EXPORT_DIR, PARAMS_FILE
+    from autotune.report.export import EXPORT_DIR, PARAMS_FILE
 
     try:
         arts = client.list_artifacts(study.run_id, EXPORT_DIR)
@@ -97,7 +97,7 @@ def figures_dir_for(study: StudyRecord, fallback: Path | None = None) -> Path:
 
 def draw_figures(client: Any, study: StudyRecord, out_dir: Path, attach: bool = True) -> list[Path]:
     """Save the study's figures as PNGs and attach them to the sweep run under ``figures/``."""
-    from autotune.figures import log_figures, save_figures, study_figures
+    from autotune.report.figures import log_figures, save_figures, study_figures
 
     paths = save_figures(study_figures(study), out_dir)
     if attach:
@@ -146,8 +146,8 @@ def publish_study(
 
         publish_study(cfg, self.info, client, self.sweep_dir)
     """
-    from autotune.export import describe, export_study
-    from autotune.progress import results
+    from autotune.report.export import describe, export_study
+    from autotune.tracking.progress import results
 
     exports, study = [], None
     try:  # one read of the study for both: it is the slow part of a long study's end

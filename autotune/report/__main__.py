@@ -106,7 +106,7 @@ def open_store(uri_arg: str | None) -> tuple[Any, str]:
 
 def _context(client: Any, study: Any, summary: dict[str, Any]) -> dict[str, str]:
     """Engine image, model and command line of a study (for --compare)."""
-    from autotune.export import trial_config
+    from autotune.report.export import trial_config
 
     ctx = {
         "model": study.params.get("model", "-"),
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace, out: Console) -> int:
     # A study from before the export existed (or whose export failed) gets one now.
     missing = not existing_exports(client, study) and study.status != "running"
     if not args.read_only and (args.export or missing):
-        from autotune.export import composer_for_sweep, describe, export_record
+        from autotune.report.export import composer_for_sweep, describe, export_record
 
         composer, choices = composer_for_sweep(study.sweep_dir)
         target = figures_dir_for(study, args.figures_dir).parent

@@ -91,7 +91,7 @@ def _means(triples: list[tuple[float, float, int]]) -> tuple[float, float]:
 
 
 def _free_port() -> int:
-    from autotune.launcher import free_port
+    from autotune.deploy import free_port
 
     return free_port()
 

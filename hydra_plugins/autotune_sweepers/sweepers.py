@@ -74,7 +74,7 @@ class AutotuneGridSweeper(BasicSweeper):
         )
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        # autotune.validation already checked every params.* value of the sweep;
+        # autotune.study.validation already checked every params.* value of the sweep;
         # compose once per distinct combination of the other overrides.
         seen: set[tuple[str, ...]] = set()
         for overrides in batch:
@@ -131,7 +131,7 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
-        from autotune.study import (
+        from autotune.study.team import (
             optuna_storage,
             study_name,
             worker_name,
@@ -167,7 +167,7 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
             load_if_exists=True,
         )
         self._fail_stale(study)
-        from autotune.study import baseline_is_mine, finished_trials
+        from autotune.study.team import baseline_is_mine, finished_trials
 
         done = finished_trials(study, self.worker)
         remaining = max(0, self.n_trials - done)
@@ -211,7 +211,7 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
         # Record who runs each trial, so a later sweep can tell a dead worker's
         # RUNNING trial (fail it) from a live one's (leave it).
         from autotune.owner import owner_id
-        from autotune.study import SEED_ATTR, WORKER_ATTR
+        from autotune.study.team import SEED_ATTR, WORKER_ATTR
 
         for trial in trials:
             trial.set_user_attr(_OWNER_ATTR, owner_id())
@@ -226,7 +226,7 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
     def _fail_stale(self, study: optuna.Study) -> None:
         """Trials left RUNNING by a killed sweep never finish: mark them FAIL."""
         from autotune.owner import owner_id
-        from autotune.study import is_stale, reclaim
+        from autotune.study.team import is_stale, reclaim
 
         me = owner_id()
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):

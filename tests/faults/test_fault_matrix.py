@@ -56,7 +56,7 @@ from study_runner import (
     study_env,
 )
 
-from autotune.launcher import RESERVED_PORTS, free_port
+from autotune.deploy.base import RESERVED_PORTS, free_port
 
 slow = pytest.mark.slow
 

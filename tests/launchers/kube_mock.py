@@ -149,7 +149,7 @@ class MockCluster:
     deleted: bool = False
 
     def clients(self):
-        from launchers.ome import KubeClients
+        from autotune.launchers.ome import KubeClients
 
         return KubeClients(custom=_Custom(self), core=_Core(self))
 

@@ -17,11 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from autotune.launcher import Failure, LaunchSpec, TrialFailure
-from autotune.params import normalize
-from autotune.readiness import wait_ready
-from launchers.docker import (
+from autotune.launchers.docker import (
     LABEL_MANAGED,
     LABEL_OWNER,
     LABEL_TRIAL,
@@ -29,6 +25,10 @@ from launchers.docker import (
     SimDockerLauncher,
     reap,
 )
+
+from autotune.deploy import Failure, LaunchSpec, TrialFailure
+from autotune.deploy.readiness import wait_ready
+from autotune.params import normalize
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_TOKENIZER = ROOT / "autotune" / "sim" / "tokenizer"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from autotune.launchers.ome import OmeLauncher, isvc_name, label_value
 from kube_mock import (  # tests/launchers is on sys.path (no __init__.py)
     MockCluster,
     api_error,
@@ -29,10 +30,9 @@ from kube_mock import (  # tests/launchers is on sys.path (no __init__.py)
     status_ready,
 )
 
-from autotune.launcher import Failure, LaunchSpec, TrialFailure
+from autotune.deploy import Failure, LaunchSpec, TrialFailure
+from autotune.deploy.readiness import wait_ready
 from autotune.params import normalize
-from autotune.readiness import wait_ready
-from launchers.ome import OmeLauncher, isvc_name, label_value
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = Path(__file__).resolve().parent / "crds"

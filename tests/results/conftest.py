@@ -30,7 +30,7 @@ def record() -> StudyRecord:
 
 @pytest.fixture(scope="session")
 def composer():
-    from autotune.export import Composer
+    from autotune.report.export import Composer
 
     return Composer()
 

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from results_helpers import trial_config
 
-from autotune.export import (
+from autotune.report import load_study
+from autotune.report.export import (
     MASKED,
     PARAMS_FILE,
     config_diff,
@@ -18,7 +19,6 @@ from autotune.export import (
     params_document,
     verify_params,
 )
-from autotune.report import load_study
 
 STUDY_CHOICES = {
     "model": "llama-3.1-8b-instruct",
@@ -117,7 +117,7 @@ def test_export_record_to_sweep_dir_and_run(store, composer):
 
 def test_params_yaml_names_the_study_config_dir(tmp_path):
     """A study run with --config-dir (a model only defined there) re-runs from params.yaml."""
-    from autotune.export import CONF_DIR, Composer, write_params
+    from autotune.report.export import CONF_DIR, Composer, write_params
 
     extra = tmp_path / "myconf"
     (extra / "model").mkdir(parents=True)
@@ -136,7 +136,7 @@ def test_params_yaml_names_the_study_config_dir(tmp_path):
 
 
 def test_params_yaml_without_extra_dirs_has_no_searchpath(composer, tmp_path):
-    from autotune.export import write_params
+    from autotune.report.export import write_params
 
     cfg = trial_config(composer, "deploy.clock=virtual")
     assert write_params(tmp_path / PARAMS_FILE, cfg, STUDY_CHOICES, composer, []) == []

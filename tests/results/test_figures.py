@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from results_helpers import make_record, trial
 
-from autotune.figures import (
+from autotune.report.figures import (
     concurrency_figure,
     history_figure,
     pareto_figure,

@@ -6,15 +6,15 @@ import doctest
 
 import pytest
 
-import autotune.export
 import autotune.report
+import autotune.report.export
 import autotune.report.records
 import autotune.report.summary
 
 
 @pytest.mark.parametrize(
     "module",
-    [autotune.report, autotune.report.summary, autotune.report.records, autotune.export],
+    [autotune.report, autotune.report.summary, autotune.report.records, autotune.report.export],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

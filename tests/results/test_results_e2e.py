@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNNER = textwrap.dedent(
     """
     import inspect, sys
-    import autotune.callbacks as cb
+    import autotune.study.callback as cb
 
     if "publish_study" not in inspect.getsource(cb.StudyCallback._summarize):
         original = cb.StudyCallback._summarize

@@ -9,10 +9,10 @@ import httpx
 import psutil
 import pytest
 
-from autotune import registry
-from autotune.launcher import Failure, LaunchSpec, TrialFailure, create_launcher
+from autotune.deploy import Failure, LaunchSpec, TrialFailure, create_launcher
+from autotune.deploy import leftovers as registry
+from autotune.deploy.readiness import wait_ready
 from autotune.params import normalize
-from autotune.readiness import wait_ready
 
 
 def spec_for(cfg, tmp_path, **params) -> LaunchSpec:

@@ -1,4 +1,4 @@
-"""The study's SQLite stores run in WAL mode with synchronous=NORMAL (autotune.sqlite)."""
+"""The study's SQLite stores run in WAL mode with synchronous=NORMAL (autotune.tracking.sqlite)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sqlite3
 
 import sqlalchemy
 
-from autotune.sqlite import use_wal_for_sqlite
+from autotune.tracking.sqlite import use_wal_for_sqlite
 
 
 def test_sqlalchemy_sqlite_connections_use_wal(tmp_path) -> None:

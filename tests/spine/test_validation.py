@@ -3,8 +3,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from autotune.callbacks import expected_trials
-from autotune.validation import sweep_values, validate_study
+from autotune.study.callback import expected_trials
+from autotune.study.validation import sweep_values, validate_study
 
 
 def errors_for(compose_cfg, *overrides):

@@ -11,8 +11,8 @@ import sys
 import textwrap
 
 from autotune import secrets, tracking
-from autotune.callbacks import _claim_sweep_dir
-from autotune.study import storage_error, worker_seed
+from autotune.study.callback import _claim_sweep_dir
+from autotune.study.team import storage_error, worker_seed
 
 # Runs autotune with the PostgreSQL drivers made unimportable.
 _WITHOUT_DRIVERS = textwrap.dedent(

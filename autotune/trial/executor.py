@@ -23,20 +23,22 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from autotune import outbox, registry, tracking
+from autotune import tracking
 from autotune.benchmark.genai_bench import Workload, run_genai_bench
 from autotune.benchmark.parse import parse_experiment
 from autotune.benchmark.virtual import run_virtual
-from autotune.failures import classify, last_lines, read_log
-from autotune.gpus import lease_gpus
-from autotune.launcher import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, create_launcher
+from autotune.deploy import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, create_launcher
+from autotune.deploy import leftovers as registry
+from autotune.deploy.failures import classify, last_lines, read_log
+from autotune.deploy.gpus import lease_gpus
+from autotune.deploy.readiness import wait_ready
 from autotune.objective import Objective, Score
 from autotune.owner import owner_id
 from autotune.params import gpu_count, normalize
-from autotune.progress import TrialProgress
-from autotune.readiness import wait_ready
 from autotune.secrets import scrub, scrub_data, scrub_tree, secret_values
-from autotune.study import StudyInfo
+from autotune.study.team import StudyInfo
+from autotune.tracking import outbox
+from autotune.tracking.progress import TrialProgress
 
 log = logging.getLogger(__name__)
 # libyaml's dumper when PyYAML has it (~10x faster than the pure-Python one).
@@ -93,7 +95,7 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
     study = ctx.study
 
     # MLflow may be down or locked for a while: what cannot be sent is kept in the
-    # sweep's outbox and uploaded later (autotune.outbox); the trial goes on.
+    # sweep's outbox and uploaded later (autotune.tracking.outbox); the trial goes on.
     outbox.bound_http_retries()
     box = outbox.Outbox(ctx.sweep_dir or ctx.workdir.parent, study.tracking_uri)
     client = _client(study.tracking_uri, cfg.tracking.experiment)
@@ -162,7 +164,7 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
         spec.gpus = held.enter_context(_gpu_lease(cfg, params, spec.trial_name))
         leased_at = time.time()
         if spec.gpus is not None:
-            run.tag(**{"autotune.gpus": ",".join(map(str, spec.gpus))})
+            run.tag(**{"autotune.deploy.gpus": ",".join(map(str, spec.gpus))})
         phase("deploying")
         endpoint = launcher.start(spec)
         waited = wait_ready(

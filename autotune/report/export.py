@@ -36,7 +36,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from autotune.launcher import LaunchSpec, TrialFailure, create_launcher
+from autotune.config import config_dir
+from autotune.deploy import LaunchSpec, TrialFailure, create_launcher
 from autotune.params import normalize
 from autotune.report.records import MASKED, StudyRecord, TrialRecord, load_study, trial_config
 from autotune.report.summary import chosen_trial, label, study_front, tied_with
@@ -44,7 +45,7 @@ from autotune.secrets import MASK
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = config_dir()
 EXPORT_DIR = "best"
 PARAMS_FILE = "params.yaml"
 # Config groups a trial's params.yaml pins (search is always `none`: one trial).
@@ -501,7 +502,7 @@ def export_record(
                     study_choices or {},
                 )
             )
-    client.set_tag(study.run_id, "autotune.export", f"{EXPORT_DIR}/ ({chosen.name})")
+    client.set_tag(study.run_id, "autotune.report.export", f"{EXPORT_DIR}/ ({chosen.name})")
     return exports
 
 

@@ -47,7 +47,8 @@ from tenacity import (
     wait_exponential,
 )
 
-from autotune import registry, tracking
+from autotune import tracking
+from autotune.deploy import leftovers as registry
 from autotune.owner import owner_dead, owner_id
 
 log = logging.getLogger(__name__)

@@ -13,17 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 
-from autotune.failures import classify, last_lines, read_log
-from autotune.launcher import Endpoint, Failure, Launcher, TrialFailure
+from autotune.deploy.base import Endpoint, Launcher
+from autotune.deploy.failures import Failure, TrialFailure, failure_in, last_lines, read_log
 
 log = logging.getLogger(__name__)
-
-
-def _failure_from_log(
-    text: str, patterns: Mapping[str, Sequence[str]], default: Failure
-) -> Failure:
-    found = classify(text, patterns)
-    return Failure(found) if found in Failure._value2member_map_ else default
 
 
 def wait_ready(
@@ -47,7 +40,7 @@ def wait_ready(
             code = launcher.poll(endpoint)
             if code is not None:
                 text = read_log(endpoint.log_path)
-                failure = _failure_from_log(text, failure_patterns, Failure.CRASH)
+                failure = failure_in(text, failure_patterns, Failure.CRASH)
                 raise TrialFailure(
                     failure,
                     f"engine exited with code {code} before it was ready "
@@ -60,7 +53,7 @@ def wait_ready(
                 return clock() - t0
             if clock() - t0 > timeout_s:
                 text = read_log(endpoint.log_path)
-                failure = _failure_from_log(text, failure_patterns, Failure.STARTUP_TIMEOUT)
+                failure = failure_in(text, failure_patterns, Failure.STARTUP_TIMEOUT)
                 raise TrialFailure(
                     failure,
                     f"engine not ready after {timeout_s:.0f} s (health {url}: "

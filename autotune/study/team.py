@@ -1,6 +1,6 @@
 """The study a trial belongs to: its name, its storage, its workers.
 
-The driver (``autotune.callbacks.StudyCallback``) creates the MLflow parent run and
+The driver (``autotune.study.callback.StudyCallback``) creates the MLflow parent run and
 writes ``study.json`` into the sweep directory; each trial, in whatever process or
 worker it runs, reads it to nest its run under the parent.
 
@@ -73,7 +73,7 @@ class StudyInfo:
 
 
 def _sweep_space(cfg: DictConfig) -> list[str]:
-    from autotune.validation import sweep_values  # validation imports the parser: keep lazy
+    from autotune.study.validation import sweep_values  # validation imports the parser: keep lazy
 
     # Only the searched flags: budget, seed and worker count do not change the study.
     space = {}

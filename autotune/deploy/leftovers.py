@@ -52,7 +52,7 @@ def reap() -> list[dict]:
     Processes are handled here; containers and InferenceServices by their launchers.
     """
     stopped = _reap_processes()
-    for module in ("launchers.docker", "launchers.ome"):
+    for module in ("autotune.launchers.docker", "autotune.launchers.ome"):
         if not any(registry_dir().glob(f"{'container' if 'docker' in module else 'isvc'}-*.json")):
             continue  # nothing of that kind recorded: don't import its client library
         try:

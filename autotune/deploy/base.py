@@ -1,8 +1,8 @@
 """The one interface every deploy target implements: start → endpoint, logs, stop.
 
-    launcher = hydra.utils.instantiate(cfg.deploy)      # launchers.sim.SimLauncher, ...
+    launcher = hydra.utils.instantiate(cfg.deploy)      # autotune.launchers.sim.SimLauncher, ...
     endpoint = launcher.start(spec)                     # returns at once; not ready yet
-    ...                                                 # autotune.readiness.wait_ready
+    ...                                                 # autotune.deploy.readiness.wait_ready
     launcher.stop(endpoint)                             # always; idempotent; never raises
 
 Guarantees every target gives: the full engine log in ``endpoint.log_path``, nothing
@@ -15,32 +15,10 @@ from __future__ import annotations
 import abc
 import socket
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-
-class Failure(StrEnum):
-    """Values of the ``autotune.failure`` tag."""
-
-    OOM = "oom"
-    CUDA_GRAPH = "cuda_graph"
-    BAD_FLAG = "bad_flag"
-    CRASH = "crash"
-    STARTUP_TIMEOUT = "startup_timeout"
-    BENCHMARK_FAILED = "benchmark_failed"
-    BENCHMARK_TIMEOUT = "benchmark_timeout"
-    DEPLOY_ERROR = "deploy_error"
-    INTERRUPTED = "interrupted"
-    INTERNAL_ERROR = "internal_error"
-
-
-class TrialFailure(Exception):
-    """A trial could not produce numbers; ``failure`` says why in one word."""
-
-    def __init__(self, failure: Failure | str, message: str) -> None:
-        super().__init__(message)
-        self.failure = Failure(failure)
+from autotune.deploy.failures import Failure, TrialFailure  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -128,7 +106,9 @@ def create_launcher(deploy_cfg: Any) -> Launcher:
     """The deploy target named by ``deploy._target_`` (only ``launchers.*`` classes)."""
     from hydra.utils import execution_whitelist, instantiate
 
-    launcher = instantiate(deploy_cfg, _execution_whitelist_=execution_whitelist(["launchers.*"]))
+    launcher = instantiate(
+        deploy_cfg, _execution_whitelist_=execution_whitelist(["autotune.launchers.*"])
+    )
     if not isinstance(launcher, Launcher):
         raise TypeError(f"deploy._target_={deploy_cfg._target_} is not an autotune Launcher")
     return launcher

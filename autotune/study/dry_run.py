@@ -14,10 +14,10 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from autotune.launcher import LaunchSpec, create_launcher
+from autotune.deploy import LaunchSpec, create_launcher
 from autotune.params import normalize
-from autotune.progress import console
 from autotune.secrets import scrub, secret_values
+from autotune.tracking.progress import console
 
 _DOCUMENT_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from autotune import registry, secrets
+from autotune import secrets
+from autotune.deploy import leftovers as registry
 
 if TYPE_CHECKING:
     from autotune import tracking
 from autotune.objective import Objective, pareto_front
 from autotune.owner import owner_dead, owner_id
-from autotune.progress import console, print_pareto, print_summary
-from autotune.study import (
+from autotune.study.team import (
     WORKER_ATTR,
     SharedStudy,
     StudyInfo,
@@ -48,7 +48,8 @@ from autotune.study import (
     worker_name,
     worker_seed,
 )
-from autotune.validation import validate_study
+from autotune.study.validation import validate_study
+from autotune.tracking.progress import console, print_pareto, print_summary
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def expected_trials(cfg: DictConfig) -> int | None:
     sweeper = OmegaConf.select(cfg, "hydra.sweeper")
     if sweeper is None:
         return 1
-    from autotune.validation import sweep_values
+    from autotune.study.validation import sweep_values
 
     sizes: dict[str, int] = {}
     for key, values, bounds in sweep_values(cfg):
@@ -255,7 +256,7 @@ class StudyCallback(Callback):
         # A password in a storage or tracking URL never reaches a log or MLflow.
         secrets.register(secrets.url_credentials(storage) + secrets.url_credentials(uri))
         self._secrets = secrets.secret_values()
-        from autotune import outbox
+        from autotune.tracking import outbox
 
         outbox.bound_http_retries()  # a server that is down fails in seconds, not minutes
         try:
@@ -467,7 +468,7 @@ class StudyCallback(Callback):
         if self.parent is None or self.info is None:
             return
         try:
-            from autotune import outbox
+            from autotune.tracking import outbox
 
             # Trials' results kept while MLflow was down: in before the summary reads them.
             outbox.Outbox(self.sweep_dir, self.info.tracking_uri).replay(

@@ -1,0 +1,1 @@
+"""One trial: a spec in, a result out — deploy → ready → benchmark → score → teardown."""
