@@ -44,9 +44,9 @@ def app(cfg: DictConfig) -> float | list[float] | None:
 
         render_study(cfg)
         return None
-    from autotune.trial.executor import TrialContext, run_trial
+    from autotune.trial.task import hydra_trial
 
-    return run_trial(cfg, TrialContext.from_hydra())
+    return hydra_trial(cfg)
 
 
 def main() -> None:

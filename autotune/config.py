@@ -64,6 +64,9 @@ class RuntimeConfig:
     health_path: str = "/health"
     ready_log_pattern: str | None = None
     metrics_path: str | None = "/metrics"
+    # GET path of the engine's effective settings (SGLang: /get_server_info), kept
+    # with each trial as server_info.json; null = the engine has none.
+    server_info_path: str | None = None
     # failure class -> regexes searched in the engine log (first match wins, in order).
     failure_patterns: dict[str, list[str]] = field(default_factory=dict)
     # genai-bench --api-backend
@@ -87,111 +90,6 @@ class ModelConfig:
     # Simulator profile of this model (see `python -m autotune.sim predict --help`).
     sim_profile: str | None = None
     dtype: str = "bf16"
-
-
-@dataclass
-class DeployConfig:
-    """Where the engine runs. Each target adds its own fields (see conf/deploy/)."""
-
-    _target_: str = MISSING
-    name: str = MISSING
-    host: str = "127.0.0.1"
-    startup_timeout_s: float = 600.0
-    stop_timeout_s: float = 15.0
-    # GPUs on this host that trials may use (leased per trial, tp-size each, never
-    # shared by trials running at once); null = no assignment (the engine sees all).
-    gpus: list[int] | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    # The engine is the simulator: results are labelled simulated everywhere.
-    simulated: bool = False
-
-
-@dataclass
-class SimDeployConfig(DeployConfig):
-    _target_: str = "autotune.launchers.sim.SimLauncher"
-    name: str = "sim"
-    simulated: bool = True
-    gpu: str = "h200_sxm"
-    # realtime: an HTTP server driven by genai-bench; virtual: no HTTP, metrics from
-    # the simulator's virtual clock replaying the same benchmark (thousands of trials/min).
-    clock: str = "realtime"
-    seed: int = 0
-    startup_s: float = 1.0
-    # Fault knobs passed to the simulated server (`--sim-fault`), for failure tests.
-    faults: list[str] = field(default_factory=list)
-    startup_timeout_s: float = 60.0
-
-
-@dataclass
-class LocalDeployConfig(DeployConfig):
-    _target_: str = "autotune.launchers.local.LocalLauncher"
-    name: str = "local"
-    python: str | None = None  # interpreter for `python -m ...` launches; null = this one
-
-
-@dataclass
-class DockerDeployConfig(DeployConfig):
-    _target_: str = "autotune.launchers.docker.DockerLauncher"
-    name: str = "docker"
-    # Image = runtime.image:runtime.image_tag unless set here.
-    image: str | None = None
-    # host: the engine binds 127.0.0.1 on a free port of the host's network (no bridge
-    # needed); bridge: the engine binds 0.0.0.0 in the container and the port is published.
-    network_mode: str = "host"
-    shm_size: str = "32g"
-    ipc_mode: str | None = "host"
-    # host path -> container path, e.g. {~/.cache/huggingface: /root/.cache/huggingface}
-    volumes: dict[str, str] = field(default_factory=dict)
-    # Extra (read-only) mounts, e.g. a local model directory.
-    env_file: str | None = ".env"
-    # Request GPUs through the NVIDIA device requests (false on hosts without GPUs).
-    use_gpus: bool = True
-    pull: bool = False
-    startup_timeout_s: float = 900.0
-
-
-@dataclass
-class OmeDeployConfig(DeployConfig):
-    _target_: str = "autotune.launchers.ome.OmeLauncher"
-    name: str = "ome"
-    namespace: str = "default"
-    kube_context: str | None = None
-    # ClusterBaseModel / ClusterServingRuntime (or namespaced) the InferenceService uses.
-    base_model: str | None = None
-    serving_runtime: str | None = None
-    # in_cluster: use status.url; port_forward: forward a local port to the engine pod.
-    access: str = "port_forward"
-    kubectl: str = "kubectl"
-    # How long stop() waits for the InferenceService and its pods to be gone.
-    delete_wait_s: float = 300.0
-    engine_port: int = 8080
-    name_prefix: str = "autotune"
-    cpu: str | None = "8"
-    memory: str | None = "64Gi"
-    node_selector: dict[str, str] = field(default_factory=dict)
-    startup_timeout_s: float = 1800.0
-
-
-@dataclass
-class DockerSimDeployConfig(DockerDeployConfig):
-    """The simulated engine as a container: the docker path end to end without a GPU."""
-
-    _target_: str = "autotune.launchers.docker.SimDockerLauncher"
-    name: str = "docker_sim"
-    simulated: bool = True
-    image: str | None = "local/hostshim:latest"
-    # Mount this host's /usr, Python, virtualenv and checkout read-only in the image.
-    mount_host_python: bool = True
-    python: str | None = None
-    gpu: str = "h200_sxm"
-    clock: str = "realtime"
-    seed: int = 0
-    startup_s: float = 1.0
-    faults: list[str] = field(default_factory=list)
-    use_gpus: bool = False
-    ipc_mode: str | None = None
-    shm_size: str | None = None
-    startup_timeout_s: float = 60.0
 
 
 @dataclass
@@ -314,8 +212,7 @@ def register_configs() -> None:
     cs.store(group="runtime", name="runtime_schema", node=RuntimeConfig, replace=True)
     cs.store(group="benchmark", name="benchmark_schema", node=BenchmarkConfig, replace=True)
     cs.store(group="objective", name="objective_schema", node=ObjectiveConfig, replace=True)
-    cs.store(group="deploy", name="sim_schema", node=SimDeployConfig, replace=True)
-    cs.store(group="deploy", name="local_schema", node=LocalDeployConfig, replace=True)
-    cs.store(group="deploy", name="docker_schema", node=DockerDeployConfig, replace=True)
-    cs.store(group="deploy", name="ome_schema", node=OmeDeployConfig, replace=True)
-    cs.store(group="deploy", name="docker_sim_schema", node=DockerSimDeployConfig, replace=True)
+    # Each deploy target's own Config (autotune.launchers.*, and other packages' targets).
+    from autotune.deploy.plugins import register_schemas
+
+    register_schemas()

@@ -3,7 +3,7 @@
 The study is ``examples/sglang-slo-search`` (SGLang on the simulator with the virtual
 clock, ``benchmark=stress``, ``objective=throughput_ttft_slo``, the reference SGLang
 search space). Every configuration of the search space is evaluated once, exactly
-as a trial scores it (launcher → virtual benchmark → parser → objective), which
+by the trial executor itself (autotune.trial.executor.run_trial), which
 gives the true optimum. Each strategy (Optuna sampler, configured from
 ``conf/search/<strategy>.yaml``) then runs with several seeds against that table and
 is scored by the best feasible objective it found within a budget, as a fraction of
@@ -59,13 +59,10 @@ from optuna.distributions import (  # noqa: E402
 )
 from optuna.trial import TrialState  # noqa: E402
 
-from autotune.benchmark.parse import parse_experiment  # noqa: E402
-from autotune.benchmark.virtual import run_virtual  # noqa: E402
 from autotune.config import register_configs  # noqa: E402
-from autotune.deploy import LaunchSpec, create_launcher  # noqa: E402
-from autotune.objective import Objective  # noqa: E402
 from autotune.params import normalize  # noqa: E402
-from autotune.trial.executor import workload_from_config  # noqa: E402
+from autotune.trial.executor import run_trial  # noqa: E402
+from autotune.trial.spec import TrialSpec  # noqa: E402
 
 log = logging.getLogger("search_efficiency")
 
@@ -81,6 +78,7 @@ _SCORING_SOURCES = (
     "autotune/sim",
     "autotune/benchmark",
     "autotune/objective.py",
+    "autotune/trial",
     "launchers/sim.py",
 )
 
@@ -162,47 +160,26 @@ def trial_params(space: Space, fixed: Mapping[str, Any], key: Key) -> dict[str, 
 
 
 def evaluate(cfg: DictConfig, params: Mapping[str, Any], workdir: Path) -> Outcome:
-    """Score one set of flags exactly as a ``deploy.clock=virtual`` trial does.
+    """Score one set of flags with the trial executor itself (no tracking, no terminal).
 
-    Same stages as :func:`autotune.trial.run_trial`: normalize the flags, start the
-    launcher, replay the benchmark on the virtual clock, parse it, score it. Any
-    failure (start-up OOM, no results, no objective metric) is a FAIL trial.
+    Any failure (start-up OOM, no results, no objective metric) is a FAIL trial.
     """
-    objective = Objective.from_config(cfg.objective)
+    if cfg.deploy.get("clock") != "virtual":
+        raise SystemExit("the benchmark needs deploy=sim deploy.clock=virtual")
     try:
         flags = normalize(dict(params), cfg.runtime.flags, cfg.runtime.aliases)
-        launcher = create_launcher(cfg.deploy)
-        if not getattr(launcher, "instant", False):
-            raise SystemExit("the benchmark needs deploy=sim deploy.clock=virtual")
-        spec = LaunchSpec(
-            trial_name="search-efficiency",
-            runtime=cfg.runtime,
-            model=cfg.model,
-            params=flags,
-            workdir=workdir,
-        )
-        endpoint = launcher.start(spec)
-        try:
-            workload = workload_from_config(cfg, cfg.runtime.api_backend)
-            folder = run_virtual(endpoint.info["sim"], workload, workdir / "genai-bench")
-        finally:
-            launcher.stop(endpoint)
-        result = parse_experiment(folder)
-        if not result.runs:
-            return Outcome(None, error="the benchmark produced no results")
-        metrics = result.metrics()
-        scored = objective.score(metrics)
-    except SystemExit:
-        raise
-    except Exception as e:  # the trial records any exception as a failed trial
+    except Exception as e:  # a value the flag table refuses: the trial fails the same way
         return Outcome(None, error=f"{type(e).__name__}: {e}".splitlines()[0])
-    if scored is None:
-        return Outcome(None, error="no objective metric")
+    spec = TrialSpec(cfg, flags, name="search-efficiency", study="search-efficiency",
+                     workdir=workdir)  # fmt: skip
+    result = run_trial(spec)
+    if result.score is None:
+        return Outcome(None, error=result.message.splitlines()[0] if result.message else "")
     return Outcome(
-        value=float(scored.values[0]),
-        feasible=scored.feasible,
-        throughput=scored.raw[0],
-        ttft_p99_ms=_worst(metrics, "ttft_p99_ms"),
+        value=float(result.score.values[0]),
+        feasible=result.score.feasible,
+        throughput=result.score.raw[0],
+        ttft_p99_ms=_worst(result.metrics, "ttft_p99_ms"),
     )
 
 

@@ -12,31 +12,28 @@ free port of the host; with ``network_mode=bridge`` it binds 0.0.0.0 on port 300
 the container and that port is published on 127.0.0.1:<free port>. A trial's GPUs
 (``spec.gpus``, tp-size of them) become an NVIDIA device request.
 
-``deploy=docker_sim`` (:class:`SimDockerLauncher`) runs the simulated engine instead,
-in a "hostshim" image that borrows this host's Python (see docs/deploy.md).
+The tests run the simulated engine through this launcher (``deploy=docker_sim``, a
+deploy target of their own in tests/support; see docs/deploy.md).
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
 import shlex
-import socket
-import sys
-import tarfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from dotenv import dotenv_values
 
-from autotune.deploy import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, free_port
-from autotune.deploy import leftovers as registry
-from autotune.owner import owner_dead, owner_id
+from autotune.deploy import leftovers
+from autotune.deploy.base import DeployConfig, Endpoint, Launcher, LaunchSpec, free_port
+from autotune.deploy.failures import Failure, TrialFailure
+from autotune.owner import owner_id
 from autotune.params import gpu_count, to_argv
 from autotune.secrets import MASK, is_secret_name
 
@@ -83,46 +80,36 @@ def container_name(trial_name: str) -> str:
     return name[:120]
 
 
-def _owner_alive(owner: str | None) -> bool:
-    return not owner_dead(owner, unknown_is_dead=True)
+@dataclass
+class DockerConfig(DeployConfig):
+    _target_: str = "autotune.launchers.docker.DockerLauncher"
+    name: str = "docker"
+    # null = ${runtime.image}:${runtime.image_tag}, e.g. runtime.image_tag=v0.5.5.post3-cu129-amd64
+    image: str | None = None
+    # host: the engine binds 127.0.0.1 on a free port of the host's network (no bridge
+    # needed); bridge: the engine binds 0.0.0.0:30000 in the container, published on
+    # 127.0.0.1:<free port>.
+    network_mode: str = "host"
+    shm_size: str | None = "32g"  # used when ipc_mode is not host
+    ipc_mode: str | None = "host"
+    # host path -> container path[:ro], e.g. {~/.cache/huggingface: /root/.cache/huggingface}
+    volumes: dict[str, str] = field(default_factory=dict)
+    # HF_TOKEN, proxies ... (masked in everything rendered or logged)
+    env_file: str | None = ".env"
+    # NVIDIA device request of the trial's GPUs (false on hosts without GPUs).
+    use_gpus: bool = True
+    # Pull the image when it is not on the Docker host.
+    pull: bool = False
+    startup_timeout_s: float = 900.0
 
 
 class DockerLauncher(Launcher):
     """Runs ``runtime.launch`` in ``image`` with the trial's flags; see the module doc."""
 
+    Config = DockerConfig
+    export_as: ClassVar[dict[str, str]] = {"docker_run.sh": "docker_run.sh"}
+    leftover_kinds: ClassVar[tuple[str, ...]] = ("container",)
     name = "docker"
-
-    def __init__(
-        self,
-        name: str = "docker",
-        host: str = "127.0.0.1",
-        startup_timeout_s: float = 900.0,
-        stop_timeout_s: float = 15.0,
-        gpus: list[int] | None = None,
-        env: dict[str, str] | None = None,
-        image: str | None = None,
-        network_mode: str = "host",
-        shm_size: str | None = "32g",
-        ipc_mode: str | None = "host",
-        volumes: dict[str, str] | None = None,
-        env_file: str | None = ".env",
-        use_gpus: bool = True,
-        pull: bool = False,
-        **_: Any,
-    ) -> None:
-        self.host = host
-        self.startup_timeout_s = startup_timeout_s
-        self.stop_timeout_s = stop_timeout_s
-        self.gpus = list(gpus) if gpus is not None else None
-        self.env = {k: str(v) for k, v in dict(env or {}).items()}
-        self.image = image
-        self.network_mode = network_mode
-        self.shm_size = shm_size
-        self.ipc_mode = ipc_mode
-        self.volumes = {str(k): str(v) for k, v in dict(volumes or {}).items()}
-        self.env_file = env_file
-        self.use_gpus = use_gpus
-        self.pull = pull
 
     # -- what is launched -------------------------------------------------------------
     @property
@@ -331,7 +318,7 @@ class DockerLauncher(Launcher):
             old = client.containers.get(name)
         except docker.errors.NotFound:
             return
-        if old.labels.get(LABEL_MANAGED) == "true" and not _owner_alive(
+        if old.labels.get(LABEL_MANAGED) == "true" and not leftovers.owner_alive(
             old.labels.get(LABEL_OWNER)
         ):
             log.warning("removing container %s left by an earlier run", name)
@@ -366,14 +353,14 @@ class DockerLauncher(Launcher):
         except TrialFailure:
             client.close()
             raise
-        _record(container.id, spec.trial_name)
+        leftovers.record("container", container.id[:12], id=container.id, name=spec.trial_name)
         try:
             container.start()
             pump = LogPump(container, log_path)
             pump.start()
         except BaseException as e:  # the trial only stops what start() returned
             _remove(container)
-            _forget(container.id)
+            leftovers.forget("container", container.id[:12])
             client.close()
             if isinstance(e, docker.errors.APIError):
                 # e.g. `could not select device driver "nvidia"` on a host without the toolkit
@@ -419,6 +406,10 @@ class DockerLauncher(Launcher):
         run.exit_code = int(state.get("ExitCode", -1))
         return run.exit_code
 
+    @classmethod
+    def reap(cls) -> list[str]:
+        return reap_containers()
+
     def stop(self, endpoint: Endpoint) -> None:
         """stop(timeout) → full log saved → remove(force=True). Idempotent; never raises."""
         run: Running | None = endpoint.handle
@@ -437,7 +428,7 @@ class DockerLauncher(Launcher):
             except Exception as e:
                 log.warning("could not save the container log: %s", e)
         _remove(container)
-        _forget(container.id)
+        leftovers.forget("container", container.id[:12])
         with contextlib.suppress(Exception):
             run.client.close()
 
@@ -487,21 +478,7 @@ def _remove(container: Any) -> None:
             log.warning("could not remove container %s: %s", getattr(container, "name", "?"), e)
 
 
-# -- registry of started containers (so a later run can remove leftovers) ----------------
-def _registry_file(container_id: str) -> Path:
-    return registry.registry_dir() / f"container-{container_id[:12]}.json"
-
-
-def _record(container_id: str, trial_name: str) -> None:
-    entry = {"kind": "container", "id": container_id, "name": trial_name, "owner": os.getpid()}
-    _registry_file(container_id).write_text(json.dumps(entry))
-
-
-def _forget(container_id: str) -> None:
-    _registry_file(container_id).unlink(missing_ok=True)
-
-
-def reap(client: Any | None = None) -> list[str]:
+def reap_containers(client: Any | None = None) -> list[str]:
     """Remove containers whose tuner died without removing them; return their ids.
 
     Covers the registry entries written by :meth:`DockerLauncher.start` and any
@@ -509,7 +486,7 @@ def reap(client: Any | None = None) -> list[str]:
     """
     import docker
 
-    entries = sorted(registry.registry_dir().glob("container-*.json"))
+    entries = list(leftovers.orphans("container"))
     try:
         client = client or docker.from_env()
         containers = client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
@@ -518,18 +495,11 @@ def reap(client: Any | None = None) -> list[str]:
         return []
     removed = []
     for c in containers:
-        if not _owner_alive(c.labels.get(LABEL_OWNER)):
+        if not leftovers.owner_alive(c.labels.get(LABEL_OWNER)):
             log.warning("removing container %s left running by a killed tuner", c.name)
             _remove(c)
             removed.append(c.id)
-    for path in entries:
-        try:
-            entry = json.loads(path.read_text())
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)
-            continue
-        if _owner_alive(f"{entry.get('owner')}@{socket.gethostname()}"):
-            continue  # that tuner (maybe this one) is still running: its containers are in use
+    for path, entry in entries:
         if entry["id"] not in removed:
             try:
                 _remove(client.containers.get(entry["id"]))
@@ -538,145 +508,3 @@ def reap(client: Any | None = None) -> list[str]:
                 pass
         path.unlink(missing_ok=True)
     return removed
-
-
-# -- the simulated engine in a container --------------------------------------------------
-HOSTSHIM_IMAGE = "local/hostshim:latest"
-
-
-class SimDockerLauncher(DockerLauncher):
-    """deploy=docker_sim: the simulated SGLang engine as the container's process.
-
-    The argv is exactly deploy=sim's (``python -m autotune.sim.server`` + SGLang flags +
-    ``--tokenizer-path`` + ``--sim-*``), so it exercises the docker path end to end
-    (image, labels, init, env, logs, stop/remove) without a GPU. With
-    ``mount_host_python`` (default) the image is a bare "hostshim" rootfs, built on
-    first use, and this host's ``/usr``, Python installation, virtualenv and repository
-    are mounted read-only at the same paths.
-    """
-
-    name = "docker_sim"
-    simulated = True
-
-    def __init__(
-        self,
-        gpu: str = "h200_sxm",
-        clock: str = "realtime",
-        seed: int = 0,
-        startup_s: float = 1.0,
-        faults: list[str] | None = None,
-        python: str | None = None,
-        mount_host_python: bool = True,
-        image: str | None = HOSTSHIM_IMAGE,
-        use_gpus: bool = False,
-        **common: Any,
-    ) -> None:
-        super().__init__(image=image, use_gpus=use_gpus, **common)
-        if clock != "realtime":
-            raise ValueError(f"deploy.clock={clock!r}: a container runs in real time only")
-        self.gpu, self.clock, self.seed, self.startup_s = gpu, clock, seed, startup_s
-        self.faults = list(faults or [])
-        self.python = python or sys.executable
-        self.mount_host_python = mount_host_python
-
-    def _sim(self, host: str) -> Any:
-        from autotune.launchers.sim import SimLauncher
-
-        return SimLauncher(
-            gpu=self.gpu, seed=self.seed, startup_s=self.startup_s, faults=self.faults,
-            host=host, python=self.python, env_file=None,
-        )  # fmt: skip
-
-    def command(self, spec: LaunchSpec, port: int) -> list[str]:
-        host, cport = self.bind(port)
-        return self._sim(host).command(spec, cport)
-
-    def environment(self, spec: LaunchSpec) -> dict[str, str]:
-        env = super().environment(spec)
-        if self.mount_host_python:
-            # Import the mounted repository, not whatever the venv's .pth points at.
-            env.setdefault("PYTHONPATH", str(REPO_ROOT))
-            env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-            env.setdefault("PATH", f"{Path(self.python).parent}:/usr/local/bin:/usr/bin:/bin")
-        return env
-
-    def mounts(self, spec: LaunchSpec) -> dict[str, dict[str, str]]:
-        out = super().mounts(spec)
-        if not self.mount_host_python:
-            return out
-        paths = [Path("/usr"), Path(sys.base_prefix), Path(sys.prefix), REPO_ROOT]
-        tok = self._sim(self.host).tokenizer(spec)
-        if Path(tok).is_dir():
-            paths.append(Path(tok).resolve())
-        for p in _outermost(paths):
-            out.setdefault(str(p), {"bind": str(p), "mode": "ro"})
-        return out
-
-    def working_dir(self, spec: LaunchSpec) -> str | None:
-        return str(REPO_ROOT) if self.mount_host_python else None
-
-    def prepare_image(self, client: Any, image: str) -> None:
-        if image == HOSTSHIM_IMAGE:
-            ensure_hostshim_image(client, image)
-            return
-        super().prepare_image(client, image)
-
-    def start(self, spec: LaunchSpec) -> Endpoint:
-        endpoint = super().start(spec)
-        endpoint.info["tokenizer"] = self._sim(self.host).tokenizer(spec)
-        return endpoint
-
-
-def _outermost(paths: list[Path]) -> list[Path]:
-    """Drop paths inside another listed path (one read-only mount covers them)."""
-    paths = sorted({p.resolve() if p.exists() else p for p in paths}, key=lambda p: len(p.parts))
-    out: list[Path] = []
-    for p in paths:
-        if not any(p == q or q in p.parents for q in out):
-            out.append(p)
-    return out
-
-
-def hostshim_tar() -> bytes:
-    """An empty rootfs whose /usr (and Python) come from the host's read-only mounts.
-
-    ``/sbin`` is a real directory: Docker bind-mounts ``docker-init`` at
-    ``/sbin/docker-init`` for ``init=True``, which fails under a read-only symlink.
-    """
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-
-        def add(name: str, kind: bytes, data: bytes = b"", target: str = "", mode: int = 0o755):
-            info = tarfile.TarInfo(name)
-            info.type, info.mode = kind, mode
-            if kind == tarfile.SYMTYPE:
-                info.linkname = target
-            info.size = len(data) if kind == tarfile.REGTYPE else 0
-            tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
-
-        for d in ("usr", "etc", "tmp", "proc", "sys", "dev", "root", "var", "var/tmp", "sbin"):
-            add(d, tarfile.DIRTYPE, mode=0o1777 if d.endswith("tmp") else 0o755)
-        for link in ("bin", "lib", "lib64"):
-            add(link, tarfile.SYMTYPE, target=f"usr/{link}")
-        add("etc/passwd", tarfile.REGTYPE, b"root:x:0:0:root:/root:/bin/sh\n", mode=0o644)
-        add("etc/group", tarfile.REGTYPE, b"root:x:0:\n", mode=0o644)
-    return buf.getvalue()
-
-
-def ensure_hostshim_image(client: Any, tag: str = HOSTSHIM_IMAGE) -> None:
-    """Import the hostshim image under ``tag`` unless it exists (no registry needed)."""
-    import docker
-
-    try:
-        client.images.get(tag)
-        return
-    except docker.errors.ImageNotFound:
-        pass
-    repo, _, version = tag.rpartition(":")
-    log.info("building %s", tag)
-    client.api.import_image_from_data(
-        hostshim_tar(),
-        repository=repo or tag,
-        tag=version if repo else "latest",
-        changes=["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-    )

@@ -13,45 +13,49 @@ import contextlib
 import logging
 import os
 import shlex
-import signal
 import subprocess
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from dotenv import dotenv_values
 
-from autotune.deploy import Endpoint, Launcher, LaunchSpec, free_port
-from autotune.deploy import leftovers as registry
+from autotune.deploy import leftovers
+from autotune.deploy.base import DeployConfig, Endpoint, Launcher, LaunchSpec, free_port
+from autotune.deploy.processes import stop_process_group
 from autotune.params import to_argv
 from autotune.secrets import mask_env, secret_values
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class LocalConfig(DeployConfig):
+    _target_: str = "autotune.launchers.local.LocalLauncher"
+    name: str = "local"
+    # Interpreter for `python -m ...` launches; null = the one autotune runs in.
+    python: str | None = None
+    # KEY=value lines added to the engine's environment (HF_TOKEN, proxies; masked).
+    env_file: str | None = ".env"
+    startup_timeout_s: float = 900.0
+
+
 class LocalLauncher(Launcher):
+    Config = LocalConfig
+    export_as: ClassVar[dict[str, str]] = {"command.sh": "launch.sh"}
+    leftover_kinds: ClassVar[tuple[str, ...]] = ("process",)
     name = "local"
 
-    def __init__(
-        self,
-        name: str = "local",
-        host: str = "127.0.0.1",
-        startup_timeout_s: float = 600.0,
-        stop_timeout_s: float = 15.0,
-        gpus: list[int] | None = None,
-        env: dict[str, str] | None = None,
-        python: str | None = None,
-        env_file: str | None = ".env",
-        **_: Any,
-    ) -> None:
-        self.host = host
-        self.startup_timeout_s = startup_timeout_s
-        self.stop_timeout_s = stop_timeout_s
-        self.gpus = list(gpus) if gpus is not None else None
-        self.env = dict(env or {})
-        self.python = python or sys.executable
-        self.env_file = env_file
+    def __init__(self, config: LocalConfig | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.python = self.python or sys.executable
+
+    @classmethod
+    def export_config(cls, own: dict[str, Any], trial_cfg: Any) -> dict[str, Any]:
+        # launch.sh runs on the user's GPU host: the engine's own interpreter name,
+        # not this host's virtualenv.
+        return {**own, "python": str(trial_cfg["runtime"]["launch"][0])}
 
     # -- what is launched -------------------------------------------------------------
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
@@ -108,7 +112,7 @@ class LocalLauncher(Launcher):
             cwd=spec.workdir,
             start_new_session=True,  # own process group: stop() kills the whole tree
         )
-        registry.record(proc.pid, kind="process", name=spec.trial_name)
+        leftovers.record_process(proc.pid, spec.trial_name)
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return Endpoint(
             base_url=f"http://{host}:{port}",
@@ -125,35 +129,8 @@ class LocalLauncher(Launcher):
     def stop(self, endpoint: Endpoint) -> None:
         proc, log_file = endpoint.handle
         try:
-            _stop_group(proc, self.stop_timeout_s)
+            stop_process_group(proc, self.stop_timeout_s)
         finally:
-            registry.forget(proc.pid)
+            leftovers.forget_process(proc.pid)
             with contextlib.suppress(OSError):
                 log_file.close()
-
-
-def _stop_group(proc: subprocess.Popen, timeout_s: float) -> None:
-    """SIGTERM the process group, wait, then SIGKILL whatever is left of it."""
-    # start_new_session made the engine the leader of its own group: pgid == pid.
-    pgid: int | None = proc.pid
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        pgid = None
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        log.warning("engine pid %d ignored SIGTERM for %.0f s: killing", proc.pid, timeout_s)
-    if pgid is not None:
-        # Children that outlived the leader still carry its group id.
-        deadline = time.monotonic() + 2
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)

@@ -31,22 +31,22 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jinja2
 import yaml
 
-from autotune.deploy import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, free_port
-from autotune.deploy import leftovers as registry
-from autotune.deploy.failures import failure_in, last_lines
-from autotune.owner import owner_dead, owner_id
+from autotune.deploy import leftovers
+from autotune.deploy.base import DeployConfig, Endpoint, Launcher, LaunchSpec, free_port
+from autotune.deploy.failures import Failure, TrialFailure, failure_in, last_lines
+from autotune.deploy.processes import stop_process_group
+from autotune.owner import owner_id
 from autotune.params import gpu_count, to_argv
 from autotune.secrets import is_secret_name
 
@@ -157,10 +157,6 @@ def _study_of(spec: LaunchSpec) -> str:
     return head if sep else spec.trial_name
 
 
-def _owner_alive(owner: str | None) -> bool:
-    return not owner_dead(owner, unknown_is_dead=False)
-
-
 # -- the Kubernetes API ------------------------------------------------------------------
 @dataclass
 class KubeClients:
@@ -214,54 +210,58 @@ class Deployment:
     logs: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class OmeConfig(DeployConfig):
+    _target_: str = "autotune.launchers.ome.OmeLauncher"
+    name: str = "ome"
+    namespace: str = "default"
+    kube_context: str | None = None
+    # ClusterBaseModel / ClusterServingRuntime (or namespaced) the InferenceService uses;
+    # null = the model's name / OME's own choice.
+    base_model: str | None = None
+    serving_runtime: str | None = None
+    # in_cluster: use status.url; port_forward: forward a local port to the engine pod.
+    access: str = "port_forward"
+    kubectl: str = "kubectl"
+    # How long stop() waits for the InferenceService and its pods to be gone.
+    delete_wait_s: float = 300.0
+    engine_port: int = 8080
+    name_prefix: str = "autotune"
+    cpu: str | None = "8"
+    memory: str | None = "64Gi"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    startup_timeout_s: float = 1800.0
+    # How often the InferenceService's status is read while it starts.
+    poll_s: float = 5.0
+
+
 class OmeLauncher(Launcher):
     """An InferenceService per trial; see the module doc for what ``start`` guarantees."""
 
+    Config = OmeConfig
+    export_as: ClassVar[dict[str, str]] = {"inferenceservice.yaml": "inferenceservice.yaml"}
+    leftover_kinds: ClassVar[tuple[str, ...]] = ("isvc", "process")
     name = "ome"
 
     def __init__(
         self,
-        name: str = "ome",
-        namespace: str = "default",
-        kube_context: str | None = None,
-        base_model: str | None = None,
-        serving_runtime: str | None = None,
-        access: str = "port_forward",
-        engine_port: int = 8080,
-        name_prefix: str = "autotune",
-        cpu: str | None = "8",
-        memory: str | None = "64Gi",
-        node_selector: dict[str, str] | None = None,
-        startup_timeout_s: float = 1800.0,
-        stop_timeout_s: float = 15.0,
-        env: dict[str, str] | None = None,
-        kubectl: str = "kubectl",
-        poll_s: float = 5.0,
-        delete_wait_s: float = 300.0,
+        config: OmeConfig | None = None,
+        *,
         clients: KubeClients | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        **_: Any,
+        **overrides: Any,
     ) -> None:
-        if access not in ("port_forward", "in_cluster"):
-            raise ValueError(f"deploy.access={access!r}: use port_forward or in_cluster")
-        self.namespace = namespace
-        self.kube_context = kube_context
-        self.base_model = base_model
-        self.serving_runtime = serving_runtime
-        self.access = access
-        self.engine_port = int(engine_port)
-        self.name_prefix = name_prefix
-        self.cpu, self.memory = cpu, memory
-        self.node_selector = {str(k): str(v) for k, v in dict(node_selector or {}).items()}
-        self.startup_timeout_s = startup_timeout_s
-        self.stop_timeout_s = stop_timeout_s
-        self.env = {str(k): str(v) for k, v in dict(env or {}).items()}
-        self.kubectl = kubectl
-        self.poll_s = poll_s
-        self.delete_wait_s = delete_wait_s
+        """``clients``, ``clock`` and ``sleep``: the cluster and time, for tests."""
+        super().__init__(config, **overrides)
+        if self.access not in ("port_forward", "in_cluster"):
+            raise ValueError(f"deploy.access={self.access!r}: use port_forward or in_cluster")
         self._clients = clients
         self.clock, self.sleep = clock, sleep
+
+    @classmethod
+    def reap(cls) -> list[str]:
+        return reap_services()
 
     # -- what is launched -------------------------------------------------------------
     def args(self, spec: LaunchSpec) -> list[str]:
@@ -355,7 +355,10 @@ class OmeLauncher(Launcher):
             log_path=spec.workdir / "engine.log",
         )
         dep.log_path.touch()
-        _record(dep.namespace, dep.name, spec.trial_name, self.kube_context)
+        leftovers.record(
+            "isvc", f"{dep.namespace}-{dep.name}", namespace=dep.namespace, name=dep.name,
+            trial=spec.trial_name, context=self.kube_context,
+        )  # fmt: skip
         try:
             self._create(dep, body)
             isvc = self._wait_ready(dep, spec)
@@ -391,7 +394,7 @@ class OmeLauncher(Launcher):
                 ) from None
         old = self._get(dep) or {}
         owner = (old.get("metadata", {}).get("annotations") or {}).get("autotune.io/owner")
-        if _owner_alive(owner):
+        if leftovers.owner_alive(owner):
             raise TrialFailure(
                 Failure.DEPLOY_ERROR,
                 f"InferenceService {dep.namespace}/{dep.name} already exists and may be in use",
@@ -585,7 +588,7 @@ class OmeLauncher(Launcher):
                 f"could not run {self.kubectl} port-forward ({e}): install kubectl or set "
                 f"deploy.access=in_cluster when autotune runs inside the cluster",
             ) from None
-        registry.record(dep.port_forward.pid, kind="process", name=f"port-forward {dep.name}")
+        leftovers.record_process(dep.port_forward.pid, f"port-forward {dep.name}")
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if dep.port_forward.poll() is not None:
@@ -651,13 +654,13 @@ class OmeLauncher(Launcher):
             return
         dep.stopped = True
         if dep.port_forward is not None:
-            _stop_process(dep.port_forward, self.stop_timeout_s)
-            registry.forget(dep.port_forward.pid)
+            stop_process_group(dep.port_forward, self.stop_timeout_s)
+            leftovers.forget_process(dep.port_forward.pid)
         if dep.pf_log is not None:
             with contextlib.suppress(OSError):
                 dep.pf_log.close()
         if not dep.created:
-            _forget(dep.namespace, dep.name)
+            leftovers.forget("isvc", f"{dep.namespace}-{dep.name}")
             return
         try:
             self.fetch_logs(dep)
@@ -668,7 +671,7 @@ class OmeLauncher(Launcher):
         except Exception as e:
             log.error("could not delete InferenceService %s/%s: %s", dep.namespace, dep.name, e)
             return  # keep the registry entry: the next run's reap() retries
-        _forget(dep.namespace, dep.name)
+        leftovers.forget("isvc", f"{dep.namespace}-{dep.name}")
 
     def _delete(self, dep: Deployment, wait: bool = True) -> None:
         """Delete the ISVC and wait (≤ ``delete_wait_s``) until it and its pods are gone,
@@ -735,46 +738,10 @@ def _engine_status(pod: Any) -> Any:
     return None
 
 
-def _stop_process(proc: subprocess.Popen, timeout_s: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-
-
-# -- registry of created InferenceServices (so a later run can delete leftovers) ---------
-def _registry_file(namespace: str, name: str) -> Path:
-    return registry.registry_dir() / f"isvc-{namespace}-{name}.json"
-
-
-def _record(namespace: str, name: str, trial_name: str, context: str | None) -> None:
-    entry = {"kind": "inferenceservice", "namespace": namespace, "name": name,
-             "trial": trial_name, "context": context, "owner": os.getpid()}  # fmt: skip
-    _registry_file(namespace, name).write_text(json.dumps(entry))
-
-
-def _forget(namespace: str, name: str) -> None:
-    _registry_file(namespace, name).unlink(missing_ok=True)
-
-
-def reap(clients: KubeClients | None = None) -> list[str]:
+def reap_services(clients: KubeClients | None = None) -> list[str]:
     """Delete InferenceServices whose tuner died before deleting them; return their names."""
     removed = []
-    for path in sorted(registry.registry_dir().glob("isvc-*.json")):
-        try:
-            entry = json.loads(path.read_text())
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)
-            continue
-        if entry.get("owner") == os.getpid() or _owner_alive(
-            f"{entry.get('owner')}@{socket.gethostname()}"
-        ):
-            continue
+    for path, entry in leftovers.orphans("isvc"):
         try:
             api = clients or KubeClients.connect(entry.get("context"))
             api.custom.delete_namespaced_custom_object(

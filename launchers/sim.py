@@ -9,40 +9,48 @@ on the simulator's virtual clock (same scenarios, concurrency levels and metrics
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from autotune.launchers.local import LocalLauncher
+from autotune.launchers.local import LocalConfig, LocalLauncher
 
 import autotune.sim
-from autotune.deploy import Endpoint, Failure, LaunchSpec, TrialFailure
-from autotune.deploy.failures import classify
+from autotune.deploy.base import BenchmarkRequest, BenchmarkRun, Endpoint, LaunchSpec
+from autotune.deploy.failures import TrialFailure, failure_in
 
 SIM_TOKENIZER = Path(autotune.sim.__file__).resolve().parent / "tokenizer"
 
 
+@dataclass
+class SimConfig(LocalConfig):
+    _target_: str = "autotune.launchers.sim.SimLauncher"
+    name: str = "sim"
+    simulated: bool = True
+    gpu: str = "h200_sxm"  # h100_sxm | h200_sxm (`python -m autotune.sim predict --help`)
+    # realtime: an HTTP server driven by genai-bench; virtual: no HTTP, metrics from
+    # the simulator's virtual clock replaying the same benchmark (thousands of trials/min).
+    clock: str = "realtime"
+    seed: int = 0
+    startup_s: float = 1.0
+    # Fault knobs passed to the simulated server (`--sim-fault`), for failure tests,
+    # e.g. [crash-after=5] (autotune/sim/faults.py).
+    faults: list[str] = field(default_factory=list)
+    startup_timeout_s: float = 60.0
+
+
 class SimLauncher(LocalLauncher):
+    Config = SimConfig
+    # The simulator is no place to deploy a best configuration to.
+    export_as: ClassVar[dict[str, str]] = {}
     name = "sim"
     simulated = True
 
-    def __init__(
-        self,
-        gpu: str = "h200_sxm",
-        clock: str = "realtime",
-        seed: int = 0,
-        startup_s: float = 1.0,
-        faults: list[str] | None = None,
-        **common: Any,
-    ) -> None:
-        super().__init__(**common)
-        if clock not in ("realtime", "virtual"):
-            raise ValueError(f"deploy.clock={clock!r}: use realtime or virtual")
-        self.gpu = gpu
-        self.clock = clock
-        self.seed = seed
-        self.startup_s = startup_s
-        self.faults = list(faults or [])
-        self.instant = clock == "virtual"
+    def __init__(self, config: SimConfig | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        if self.clock not in ("realtime", "virtual"):
+            raise ValueError(f"deploy.clock={self.clock!r}: use realtime or virtual")
+        self.instant = self.clock == "virtual"
 
     def tokenizer(self, spec: LaunchSpec) -> str:
         return str(spec.model.tokenizer or SIM_TOKENIZER)
@@ -130,14 +138,25 @@ class SimLauncher(LocalLauncher):
         except SimStartupError as e:
             with open(log_path, "a") as f:
                 f.write(f"RuntimeError: {e}\n")
-            found = classify(str(e), spec.runtime.failure_patterns) or Failure.CRASH.value
             raise TrialFailure(
-                Failure(found) if found in Failure._value2member_map_ else Failure.CRASH,
+                failure_in(str(e), spec.runtime.failure_patterns),
                 f"the simulated engine fails at start-up: {e}",
             ) from None
 
     def poll(self, endpoint: Endpoint) -> int | None:
         return None if endpoint.virtual else super().poll(endpoint)
+
+    def benchmark(self, endpoint: Endpoint, request: BenchmarkRequest) -> BenchmarkRun:
+        if not endpoint.virtual:
+            return super().benchmark(endpoint, request)
+        from autotune.benchmark.virtual import run_virtual
+
+        if request.on_progress:
+            request.on_progress("benchmarking (virtual clock)")
+        return BenchmarkRun(run_virtual(endpoint.info["sim"], request.workload, request.out_dir))
+
+    def server_info(self, endpoint: Endpoint, path: str | None) -> dict[str, Any] | None:
+        return None if endpoint.virtual else super().server_info(endpoint, path)
 
     def stop(self, endpoint: Endpoint) -> None:
         if not endpoint.virtual:

@@ -8,12 +8,20 @@ vLLM, the tests that need it skip and say why. The model is built by
 ``AUTOTUNE_TINY_MODEL`` when set (a rebuild is skipped there if it is up to date) or
 else a temporary directory. Used by tests/cpu_engine and the fault matrix's real-engine
 rows (tests/faults).
+
+Deploy targets of the tests' own (tests/plugins: ``docker_sim``, ``nice_sim``) are
+installed once per session the way another package would be: ``pip install --target``
+into a temporary directory on ``sys.path`` and ``PYTHONPATH`` (so the studies the
+tests start as subprocesses see them too).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +32,29 @@ from autotune.config import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+PLUGINS = ROOT / "tests" / "plugins"
+_plugin_site: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Install the test plug-in packages before anything composes a config."""
+    global _plugin_site
+    _plugin_site = tempfile.mkdtemp(prefix="autotune-test-plugins-")
+    packages = sorted(str(p) for p in PLUGINS.iterdir() if (p / "pyproject.toml").is_file())
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", _plugin_site, *packages],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    sys.path.insert(0, _plugin_site)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (_plugin_site, os.environ.get("PYTHONPATH")) if p
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _plugin_site:
+        shutil.rmtree(_plugin_site, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -50,13 +50,11 @@ several scenarios). Exceptions raised by the callback are logged and ignored.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
 import secrets as _secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -69,6 +67,7 @@ from urllib.parse import urlsplit
 
 from autotune.benchmark.parse import find_run_files, parse_run_file
 from autotune.benchmark.scenarios import normalize_scenario
+from autotune.deploy.processes import stop_process_group
 
 __all__ = [
     "BenchmarkRun",
@@ -479,7 +478,7 @@ def run_genai_bench(
                     log.warning("genai-bench exceeded %.0f s, stopping it", timeout_s)
             finally:
                 # The leader is unreaped here, so the group id is still ours to signal.
-                _stop_group(proc, 0.0 if _exited(proc.pid) else grace_s)
+                stop_process_group(proc, 0.0 if _exited(proc.pid) else grace_s)
                 reader.join(timeout=10)
     finally:
         # Also when interrupted: no secret stays on disk.
@@ -567,23 +566,6 @@ def _wait_exit(proc: subprocess.Popen, deadline: float) -> bool:
             return True
         time.sleep(0.2)
     return _exited(proc.pid)
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _stop_group(proc: subprocess.Popen, grace_s: float) -> None:
-    pgid = proc.pid  # start_new_session=True: the child leads its own group
-    if grace_s > 0:
-        _signal_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and not _exited(proc.pid):
-            time.sleep(0.1)
-    # Always: SIGKILL reaches helpers the leader left behind (worker processes).
-    _signal_group(pgid, signal.SIGKILL)
-    proc.wait()
 
 
 def _drop_duplicate_log(folder: Path, console_log: Path) -> None:

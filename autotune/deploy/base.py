@@ -1,6 +1,6 @@
 """The one interface every deploy target implements: start → endpoint, logs, stop.
 
-    launcher = hydra.utils.instantiate(cfg.deploy)      # autotune.launchers.sim.SimLauncher, ...
+    launcher = create_launcher(cfg.deploy)              # autotune.launchers.sim.SimLauncher, ...
     endpoint = launcher.start(spec)                     # returns at once; not ready yet
     ...                                                 # autotune.deploy.readiness.wait_ready
     launcher.stop(endpoint)                             # always; idempotent; never raises
@@ -8,15 +8,23 @@
 Guarantees every target gives: the full engine log in ``endpoint.log_path``, nothing
 left running after ``stop``, and a classified :class:`TrialFailure` for anything that
 prevents a trial from producing numbers.
+
+A deploy target is one module (its config dataclass as ``Launcher.Config``, the
+launcher, leftover reaping, the files it exports) registered under the entry-point
+group ``autotune.launchers`` (:mod:`autotune.deploy.plugins`), plus its
+``deploy/<name>.yaml``. docs/architecture.md has the recipe.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from omegaconf import MISSING
 
 from autotune.deploy.failures import Failure, TrialFailure  # noqa: F401 - re-exported
 
@@ -76,14 +84,52 @@ class Endpoint:
         return self.base_url.startswith("virtual://")
 
 
-class Launcher(abc.ABC):
-    """Base class of deploy targets (``launchers/<name>.py``)."""
+@dataclass
+class DeployConfig:
+    """Where the engine runs: what every target has. Each target's ``Launcher.Config``
+    subclasses it with its own fields, and states every default once, there."""
 
+    _target_: str = MISSING
+    name: str = MISSING
+    host: str = "127.0.0.1"
+    startup_timeout_s: float = 600.0
+    stop_timeout_s: float = 15.0
+    # GPUs on this host that trials may use (leased per trial, tp-size each, never
+    # shared by trials running at once); null = no assignment (the engine sees all).
+    gpus: list[int] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    # The engine is the simulator: results are labelled simulated everywhere.
+    simulated: bool = False
+
+
+class Launcher(abc.ABC):
+    """Base class of deploy targets (``launchers/<name>.py``).
+
+    ``Launcher(config)`` or ``Launcher(**overrides)``: every field of ``Config``
+    becomes an attribute of the launcher (``self.host``, ``self.gpus`` …).
+    """
+
+    Config: ClassVar[type[DeployConfig]] = DeployConfig
+    # The files this target contributes to a study's export (best/): the name
+    # render() gives a file -> the name it gets there. Targets that are no place to
+    # deploy to (the simulator) export nothing.
+    export_as: ClassVar[dict[str, str]] = {}
+    # Kinds of entries this target writes to the leftovers registry (reap() clears them).
+    leftover_kinds: ClassVar[tuple[str, ...]] = ()
     name: str = "base"
     simulated: bool = False
     startup_timeout_s: float = 600.0
     # Trials finish in milliseconds (no live progress worth reporting).
     instant: bool = False
+
+    def __init__(self, config: DeployConfig | None = None, **overrides: Any) -> None:
+        config = config if config is not None else self.Config()
+        if overrides:
+            config = dataclasses.replace(config, **overrides)
+        self.config = config
+        for f in dataclasses.fields(config):
+            if not f.name.startswith("_"):
+                setattr(self, f.name, getattr(config, f.name))
 
     @abc.abstractmethod
     def render(self, spec: LaunchSpec, port: int | None = None) -> dict[str, str]:
@@ -101,17 +147,86 @@ class Launcher(abc.ABC):
     def stop(self, endpoint: Endpoint) -> None:
         """Stop the engine and release everything it holds. Idempotent; never raises."""
 
+    def benchmark(self, endpoint: Endpoint, request: BenchmarkRequest) -> BenchmarkRun:
+        """Drive the started engine with the workload: genai-bench over HTTP.
+
+        A target whose engine is not reached over HTTP (the simulator's virtual clock)
+        answers the same request its own way.
+        """
+        from autotune.benchmark.genai_bench import run_genai_bench
+
+        tokenizer = endpoint.info.get("tokenizer") or request.tokenizer
+        bench = run_genai_bench(
+            endpoint.base_url,
+            endpoint.model_name,
+            str(tokenizer),
+            request.workload,
+            request.out_dir,
+            timeout_s=request.timeout_s,
+            api_key=request.api_key,
+            on_progress=request.on_progress,
+        )
+        note = f"genai-bench exit {bench.returncode}{' (timed out)' if bench.timed_out else ''}"
+        return BenchmarkRun(bench.folder, bench.partial, note, bench.timed_out)
+
+    def server_info(self, endpoint: Endpoint, path: str | None) -> dict[str, Any] | None:
+        """The engine's effective settings (SGLang's /get_server_info), when it has them."""
+        if not path:
+            return None
+        import httpx
+
+        try:
+            return httpx.get(endpoint.base_url + path, timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    @classmethod
+    def export_config(cls, own: dict[str, Any], trial_cfg: Any) -> dict[str, Any]:
+        """This target's deploy config for rendering the export of a trial that ran
+        elsewhere (``own`` = its composed defaults)."""
+        return own
+
+    @classmethod
+    def reap(cls) -> list[str]:
+        """Stop what a killed tuner left of this target (containers, services); their names."""
+        return []
+
+
+@dataclass
+class BenchmarkRequest:
+    """What the trial asks of a benchmark: the workload, where to write, the limits."""
+
+    workload: Any  # autotune.benchmark.genai_bench.Workload
+    out_dir: Path
+    tokenizer: str | None
+    timeout_s: float
+    api_key: str | None = None
+    on_progress: Any = None  # Callable[[str], None]: "benchmarking c<N>" phases
+
+
+@dataclass
+class BenchmarkRun:
+    """Where a benchmark left its results (genai-bench's folder layout) and how it ended."""
+
+    folder: Path
+    partial: bool = False
+    note: str = ""
+    timed_out: bool = False
+
 
 def create_launcher(deploy_cfg: Any) -> Launcher:
-    """The deploy target named by ``deploy._target_`` (only ``launchers.*`` classes)."""
-    from hydra.utils import execution_whitelist, instantiate
+    """The deploy target ``deploy_cfg`` names, configured by it.
 
-    launcher = instantiate(
-        deploy_cfg, _execution_whitelist_=execution_whitelist(["autotune.launchers.*"])
-    )
-    if not isinstance(launcher, Launcher):
-        raise TypeError(f"deploy._target_={deploy_cfg._target_} is not an autotune Launcher")
-    return launcher
+    ``deploy._target_`` must be a launcher registered as a plug-in (entry-point group
+    ``autotune.launchers``): a config file cannot make autotune import anything else.
+    """
+    from omegaconf import OmegaConf
+
+    from autotune.deploy.plugins import launcher_for_target
+
+    cls = launcher_for_target(str(deploy_cfg["_target_"]))
+    node = OmegaConf.merge(OmegaConf.structured(cls.Config), deploy_cfg)
+    return cls(OmegaConf.to_object(node))
 
 
 # Ports other services on users' machines rely on; never handed to an engine.

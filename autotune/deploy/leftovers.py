@@ -1,9 +1,11 @@
-"""A registry of engines autotune started, so none outlives a killed tuner.
+"""What autotune started and must not outlive a killed tuner: engines, containers, services.
 
-Each started engine (process group or container) is recorded in a small JSON file;
-``stop`` removes it. If the tuner is SIGKILLed mid-trial, the next start of autotune
-finds the leftovers and stops them: by PID (checked against the recorded process
-start time, so a reused PID is never touched) or by container id.
+Every start is recorded in a small JSON file (``record``); ``stop`` removes it
+(``forget``). If the tuner is SIGKILLed mid-trial, the next study's start
+(:func:`reap`) finds the entries of tuners that are gone and stops what they
+name: process groups here (by PID, checked against the recorded start time so a
+reused PID is never touched), containers and InferenceServices by their launchers
+(``Launcher.reap``). One rule decides whose leftovers they are: :func:`owner_alive`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ import json
 import logging
 import os
 import signal
+import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
+
+from autotune.owner import owner_dead, owner_id
 
 log = logging.getLogger(__name__)
 
@@ -27,53 +34,83 @@ def registry_dir() -> Path:
     return path
 
 
-def record(pid: int, *, kind: str, name: str, **extra: object) -> None:
-    try:
-        created = psutil.Process(pid).create_time()
-    except psutil.Error:
-        created = None
-    entry = {"pid": pid, "kind": kind, "name": name, "created": created, "owner": os.getpid()}
-    entry.update(extra)
-    (registry_dir() / f"{kind}-{pid}.json").write_text(json.dumps(entry))
+def owner_alive(owner: str | None) -> bool:
+    """Is the tuner that started a leftover still running? (``"<pid>@<host>"``)
 
-
-def forget(pid: int, kind: str = "process") -> None:
-    (registry_dir() / f"{kind}-{pid}.json").unlink(missing_ok=True)
-
-
-def _owner_alive(entry: dict) -> bool:
-    owner = entry.get("owner")
-    return bool(owner) and owner != os.getpid() and psutil.pid_exists(owner)
-
-
-def reap() -> list[dict]:
-    """Stop engines whose tuner died without stopping them; return what was stopped.
-
-    Processes are handled here; containers and InferenceServices by their launchers.
+    Tuners on other hosts always count as alive (this host cannot tell); an entry or
+    label without a readable owner counts as dead: only an older or crashed tuner
+    leaves one, and keeping it would keep its engine running for ever.
     """
-    stopped = _reap_processes()
-    for module in ("autotune.launchers.docker", "autotune.launchers.ome"):
-        if not any(registry_dir().glob(f"{'container' if 'docker' in module else 'isvc'}-*.json")):
-            continue  # nothing of that kind recorded: don't import its client library
-        try:
-            mod = __import__(module, fromlist=["reap"])
-            stopped += [{"kind": module, "name": n} for n in mod.reap()]
-        except Exception as e:  # an unreachable daemon/cluster must not block a study
-            log.warning("could not check %s leftovers: %s", module, e)
-    return stopped
+    return not owner_dead(owner, unknown_is_dead=True)
 
 
-def _reap_processes() -> list[dict]:
-    stopped = []
-    for path in sorted(registry_dir().glob("process-*.json")):
+def _path(kind: str, key: str) -> Path:
+    return registry_dir() / f"{kind}-{key}.json"
+
+
+def record(kind: str, key: str, **entry: Any) -> None:
+    """Note that this tuner started ``kind`` ``key`` (process, container, isvc …)."""
+    data = {"kind": kind, "key": key, "owner": owner_id(), **entry}
+    _path(kind, key).write_text(json.dumps(data))
+
+
+def forget(kind: str, key: str) -> None:
+    _path(kind, key).unlink(missing_ok=True)
+
+
+def orphans(kind: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Entries of ``kind`` whose tuner is gone (unreadable entries are dropped)."""
+    for path in sorted(registry_dir().glob(f"{kind}-*.json")):
         try:
             entry = json.loads(path.read_text())
         except (OSError, ValueError):
             path.unlink(missing_ok=True)
             continue
-        if _owner_alive(entry):
-            continue  # another tuner on this machine is using it
-        pid = entry["pid"]
+        owner = entry.get("owner")
+        if isinstance(owner, int):  # written before owners were "<pid>@<host>"
+            owner = f"{owner}@{socket.gethostname()}"
+        if not owner_alive(owner):
+            yield path, entry
+
+
+def record_process(pid: int, name: str) -> None:
+    """A process group this tuner started (its leader's PID and start time)."""
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.Error:
+        created = None
+    record("process", str(pid), pid=pid, name=name, created=created)
+
+
+def forget_process(pid: int) -> None:
+    forget("process", str(pid))
+
+
+def reap() -> list[dict[str, Any]]:
+    """Stop what tuners that died left running; return what was stopped.
+
+    Process groups are stopped here; each deploy target with leftovers of its own
+    (``Launcher.leftover_kinds``) stops them in its ``reap``, and its client library
+    is loaded only when the registry holds such an entry.
+    """
+    from autotune.deploy.plugins import launchers
+
+    stopped = _reap_processes()
+    for name, cls in launchers().items():
+        kinds = [k for k in cls.leftover_kinds if k != "process"]
+        if not any(any(registry_dir().glob(f"{k}-*.json")) for k in kinds):
+            continue
+        try:
+            stopped += [{"kind": name, "name": n} for n in cls.reap()]
+        except Exception as e:  # an unreachable daemon/cluster must not block a study
+            log.warning("could not check deploy=%s leftovers: %s", name, e)
+    return stopped
+
+
+def _reap_processes() -> list[dict[str, Any]]:
+    stopped = []
+    for path, entry in orphans("process"):
+        pid = int(entry.get("pid", entry.get("key", 0)))
         try:
             proc = psutil.Process(pid)
             same = entry.get("created") is None or abs(proc.create_time() - entry["created"]) < 1

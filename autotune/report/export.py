@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from autotune.config import config_dir
 from autotune.deploy import LaunchSpec, TrialFailure, create_launcher
+from autotune.deploy.plugins import launchers
 from autotune.params import normalize
 from autotune.report.records import MASKED, StudyRecord, TrialRecord, load_study, trial_config
 from autotune.report.summary import chosen_trial, label, study_front, tied_with
@@ -286,20 +287,22 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 # -- launch files ----------------------------------------------------------------------------
 def deploy_configs(trial_cfg: Mapping[str, Any], composer: Composer) -> dict[str, Any]:
-    """Deploy configs to render with: the study's own for its target, conf/ defaults otherwise."""
+    """Config of every deploy target that exports files (``Launcher.export_as``): the
+    study's own for its target, the target's conf/ defaults otherwise."""
     own = trial_cfg["deploy"]
     out = {}
-    for target in ("local", "docker", "ome"):
+    for target, cls in launchers().items():
+        if not cls.export_as:
+            continue
         if own.get("name") == target:
             out[target] = dict(own)
             continue
         try:
-            out[target] = composer.compose([f"deploy={target}", "search=none"])["deploy"]
+            composed = composer.compose([f"deploy={target}", "search=none"])["deploy"]
         except Exception as e:
             log.warning("no deploy=%s config to render the best trial with: %s", target, e)
-    if "local" in out and own.get("name") != "local":
-        # The engine's own interpreter name, not this host's virtualenv.
-        out["local"]["python"] = str(trial_cfg["runtime"]["launch"][0])
+            continue
+        out[target] = cls.export_config(dict(composed), trial_cfg)
     return out
 
 
@@ -338,13 +341,10 @@ def launch_files(
     """``launch.sh``, ``docker_run.sh``, ``inferenceservice.yaml`` from the launchers."""
     cfg = OmegaConf.create(dict(trial_cfg))
     spec = LaunchSpec.for_trial(cfg, params, study=study_name, trial=trial_name, workdir=workdir)
-    wanted = {
-        "local": {"command.sh": "launch.sh"},
-        "docker": {"docker_run.sh": "docker_run.sh"},
-        "ome": {"inferenceservice.yaml": "inferenceservice.yaml"},
-    }
     files, notes = {}, []
-    for target, names in wanted.items():
+    for target, cls in launchers().items():
+        if not cls.export_as:
+            continue
         if target not in deploys:
             notes.append(f"no {target} export: deploy={target} has no config")
             continue
@@ -353,7 +353,7 @@ def launch_files(
         except (TrialFailure, ValueError, TypeError) as e:
             notes.append(f"no {target} export: {e}")
             continue
-        for src, dst in names.items():
+        for src, dst in cls.export_as.items():
             if src in rendered:
                 files[dst] = _strip_tuner_marks(dst, rendered[src])
     return files, notes

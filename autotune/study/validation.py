@@ -368,7 +368,7 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> list[str]:
     too). Directories given with ``--config-dir`` count; when the search path holds
     anything this cannot list (``hydra.searchpath``, ``--config-path``), Hydra decides.
     """
-    dirs, overrides, i = [Path(conf_dir)], [], 0
+    dirs, overrides, i = [Path(conf_dir), *_plugin_config_dirs()], [], 0
     while i < len(argv):
         arg = argv[i]
         if arg in _DIR_OPTIONS and i + 1 < len(argv):
@@ -410,6 +410,21 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> list[str]:
                     f"{group}/{v}.yaml in conf/ or in a directory passed with --config-dir."
                 )
     return errors
+
+
+def _plugin_config_dirs() -> list[Path]:
+    """Config directories of deploy targets other packages add (autotune.deploy.plugins)."""
+    from importlib.resources import files
+
+    from autotune.deploy.plugins import config_packages
+
+    out = []
+    for package in config_packages():
+        try:
+            out.append(Path(str(files(package))))
+        except (ModuleNotFoundError, TypeError):
+            continue
+    return out
 
 
 def _config_store_names(group: str) -> list[str]:

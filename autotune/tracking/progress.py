@@ -8,7 +8,6 @@ the table of trials and the best trial, so ``> results.txt`` keeps just those.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.console import Console
@@ -16,6 +15,8 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
+
+from autotune.trial.spec import TrialObserver, TrialResult, TrialSpec
 
 console = Console(stderr=True)
 results = Console()
@@ -30,15 +31,18 @@ def rich_handler(**kwargs: Any) -> RichHandler:
     return RichHandler(console=console, **kwargs)
 
 
-class TrialProgress:
+class TrialProgress(TrialObserver):
     """``trial 2/3  mem-fraction-static=0.8  ·  benchmarking c32``"""
 
-    def __init__(self, index: int, total: int | None, flags: str, simulated: bool) -> None:
+    def __init__(
+        self, index: int, total: int | None, params: dict[str, Any], simulated: bool
+    ) -> None:
         self.label = f"trial {index + 1}/{total}" if total else f"trial {index + 1}"
-        self.flags = flags
+        self.flags = " ".join(f"{k}={v}" for k, v in params.items()) or "(engine defaults)"
         self.tag = " [magenta](simulated)[/]" if simulated else ""
-        self.t0 = time.monotonic()
         self._status: Status | None = None
+
+    def started(self, spec: TrialSpec, launcher: Any, rendered: dict[str, str]) -> None:
         if console.is_terminal:
             self._status = console.status(self._text("deploying"))
             self._status.start()
@@ -54,7 +58,9 @@ class TrialProgress:
         elif phase.startswith(("benchmarking", "ready")):
             console.print(self._text(phase), highlight=False)
 
-    def finish(self, score, failure: str | None, elapsed_s: float) -> None:
+    def finished(self, spec: TrialSpec, result: TrialResult) -> None:
+        score, elapsed_s = result.value, result.elapsed_s
+        failure = result.failure.value if result.failure else None
         if self._status is not None:
             self._status.stop()
         if failure:

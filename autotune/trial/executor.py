@@ -1,173 +1,131 @@
-"""One trial, top to bottom: deploy → ready → benchmark → parse → score → record → teardown.
+"""One trial, top to bottom: lease → deploy → ready → benchmark → score → teardown.
 
-This is the only module that knows the order of the stages. Each stage is a
-component chosen by config; whatever happens (a failure, an exception, Ctrl-C,
-SIGTERM) the engine is stopped and the MLflow run is closed with a status.
+This is the only place that knows the order of the stages. It knows nothing of
+MLflow or the terminal: whoever runs a trial (the Hydra job, the pre-screen, the
+confirmation stage, the benchmarks) passes observers that record what happens.
+Whatever happens (a failure, an exception, Ctrl-C, SIGTERM) the engine is stopped
+and the observers hear how the trial ended.
 
-    score = run_trial(cfg, TrialContext.from_hydra(cfg))   # float | list[float] | None
+    result = run_trial(TrialSpec(cfg, params, name="trial-003", study="s", workdir=d),
+                       [recorder, progress])
+    result.value          # float | list[float] | None, what the sweeper gets
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 import traceback
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from autotune import tracking
-from autotune.benchmark.genai_bench import Workload, run_genai_bench
 from autotune.benchmark.parse import parse_experiment
-from autotune.benchmark.virtual import run_virtual
-from autotune.deploy import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, create_launcher
-from autotune.deploy import leftovers as registry
-from autotune.deploy.failures import classify, last_lines, read_log
-from autotune.deploy.gpus import lease_gpus
+from autotune.deploy import (
+    Endpoint,
+    Failure,
+    Launcher,
+    LaunchSpec,
+    TrialFailure,
+    create_launcher,
+)
+from autotune.deploy.base import BenchmarkRequest
+from autotune.deploy.failures import failure_in, last_lines, read_log
 from autotune.deploy.readiness import wait_ready
-from autotune.objective import Objective, Score
-from autotune.owner import owner_id
-from autotune.params import gpu_count, normalize
-from autotune.secrets import scrub, scrub_data, scrub_tree, secret_values
-from autotune.study.team import StudyInfo
-from autotune.tracking import outbox
-from autotune.tracking.progress import TrialProgress
+from autotune.objective import Objective
+from autotune.secrets import scrub, scrub_tree, secret_values
+from autotune.trial.spec import TrialObserver, TrialResult, TrialSpec
 
 log = logging.getLogger(__name__)
-# libyaml's dumper when PyYAML has it (~10x faster than the pure-Python one).
-_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-@dataclass
-class TrialContext:
-    """Where a trial sits: its index, its directory and its study."""
+class _Observers(TrialObserver):
+    """All observers as one; an observer's error is logged, never the trial's end."""
 
-    index: int
-    workdir: Path
-    study: StudyInfo
-    # Where the sweep keeps its files (study.json, outbox/); default: workdir's parent.
-    sweep_dir: Path | None = None
+    def __init__(self, observers: Sequence[TrialObserver]) -> None:
+        self.all = list(observers)
 
-    @classmethod
-    def from_hydra(cls) -> TrialContext:
-        hc = HydraConfig.get()
-        multirun = str(hc.mode) == "RunMode.MULTIRUN"
-        sweep_dir = Path(hc.sweep.dir if multirun else hc.run.dir).resolve()
-        study = StudyInfo.read(sweep_dir)
-        index = int(hc.job.num) if multirun and hc.job.get("num") is not None else 0
-        return cls(
-            index=study.first_index + index,
-            workdir=Path(hc.runtime.output_dir).resolve(),
-            study=study,
-            sweep_dir=sweep_dir,
-        )
+    def _each(self, method: str, *args: Any) -> None:
+        for o in self.all:
+            try:
+                getattr(o, method)(*args)
+            except Exception:
+                log.exception("%s.%s failed", type(o).__name__, method)
 
+    def started(self, *args: Any) -> None:
+        self._each("started", *args)
 
-def workload_from_config(cfg: DictConfig, api_backend: str) -> Workload:
-    b = cfg.benchmark
-    return Workload(
-        scenarios=list(b.scenarios),
-        concurrency=[int(c) for c in b.concurrency],
-        max_requests_per_run=int(b.max_requests_per_run),
-        max_time_per_run_min=int(b.max_time_per_run_min),
-        task=b.task,
-        api_backend=api_backend,
-    )
+    def phase(self, *args: Any) -> None:
+        self._each("phase", *args)
+
+    def gpus(self, *args: Any) -> None:
+        self._each("gpus", *args)
+
+    def server_info(self, *args: Any) -> None:
+        self._each("server_info", *args)
+
+    def metrics(self, *args: Any) -> None:
+        self._each("metrics", *args)
+
+    def finished(self, *args: Any) -> None:
+        self._each("finished", *args)
 
 
-def _flags_label(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items()) or "(engine defaults)"
-
-
-def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
-    """Run one trial; return its score for the sweeper, None if it failed."""
-    params = normalize(dict(cfg.params), cfg.runtime.flags, cfg.runtime.aliases)
+def run_trial(spec: TrialSpec, observers: Sequence[TrialObserver] = ()) -> TrialResult:
+    """Measure one configuration; the engine is stopped whatever happens."""
+    cfg = spec.cfg
     launcher = create_launcher(cfg.deploy)
     objective = Objective.from_config(cfg.objective)
     secrets = secret_values(extra=[cfg.benchmark.api_key])
-    study = ctx.study
+    events = _Observers(observers)
+    launch = spec.launch_spec()
+    events.started(spec, launcher, launcher.render(launch))
 
-    # MLflow may be down or locked for a while: what cannot be sent is kept in the
-    # sweep's outbox and uploaded later (autotune.tracking.outbox); the trial goes on.
-    outbox.bound_http_retries()
-    box = outbox.Outbox(ctx.sweep_dir or ctx.workdir.parent, study.tracking_uri)
-    client = _client(study.tracking_uri, cfg.tracking.experiment)
-    box.replay(client)
-    baseline = bool(cfg.study.baseline_trial)
-    name = f"trial-{ctx.index:03d}" + ("-baseline" if baseline else "")
-    run = outbox.SafeRun.create(
-        client,
-        box,
-        study.experiment_id,
-        name,
-        {
-            tracking.ROLE: "trial",
-            tracking.PARENT: study.parent_run_id,
-            tracking.STUDY: study.name,
-            tracking.STATUS: "running",
-            tracking.PHASE: "deploying",
-            tracking.SIMULATED: str(launcher.simulated).lower(),
-            "autotune.trial_index": ctx.index,
-            "autotune.baseline": str(baseline).lower(),
-            "autotune.deploy": cfg.deploy.name,
-            "autotune.runtime": cfg.runtime.name,
-            "autotune.host": os.uname().nodename,
-            tracking.OWNER: owner_id(),
-        },
-        deferred=launcher.instant,
-    )
-    progress = TrialProgress(ctx.index, study.n_trials, _flags_label(params), launcher.simulated)
-
-    def phase(p: str) -> None:
-        run.tag(**{tracking.PHASE: p})
-        progress.phase(p)
-
-    spec = LaunchSpec.for_trial(cfg, params, study=study.name, trial=name, workdir=ctx.workdir)
-    run.params(
-        {
-            **params,
-            "model": cfg.model.name,
-            "runtime": cfg.runtime.name,
-            "deploy": cfg.deploy.name,
-            "workload.scenarios": ",".join(cfg.benchmark.scenarios),
-            "workload.concurrency": ",".join(str(c) for c in cfg.benchmark.concurrency),
-            "workload.max_requests_per_run": cfg.benchmark.max_requests_per_run,
-            **(
-                {"sim.gpu": cfg.deploy.gpu, "sim.clock": cfg.deploy.clock}
-                if launcher.simulated
-                else {}
-            ),
-        }
-    )
-    # Scrub the values, not the YAML text: a bare *** would not parse back.
-    resolved = scrub_data(OmegaConf.to_container(cfg, resolve=True), secrets)
-    # Dump the plain data: re-wrapping it in OmegaConf cost more than a virtual trial.
-    run.text(
-        yaml.dump(resolved, Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True),
-        "config.yaml",
-    )
-    for fname, text in launcher.render(spec).items():
-        run.text(scrub(text, secrets), f"launch/{fname}")
-
-    endpoint: Endpoint | None = None
-    status, failure, score = "FAILED", None, None
+    result = TrialResult(spec.name, "failed")
     started = time.monotonic()
-    held = contextlib.ExitStack()
     try:
-        spec.gpus = held.enter_context(_gpu_lease(cfg, params, spec.trial_name))
-        leased_at = time.time()
-        if spec.gpus is not None:
-            run.tag(**{"autotune.deploy.gpus": ",".join(map(str, spec.gpus))})
-        phase("deploying")
-        endpoint = launcher.start(spec)
-        waited = wait_ready(
+        with _gpu_lease(cfg, spec) as gpus:
+            launch.gpus = gpus
+            if gpus is not None:
+                events.gpus(gpus)
+            _deploy_and_measure(spec, launcher, launch, objective, events, result)
+    except TrialFailure as e:
+        result.failure, result.message = e.failure, scrub(str(e), secrets)
+        log.error("%s failed (%s): %s", spec.name, e.failure.value, result.message)
+        events.phase("failed")
+    except (KeyboardInterrupt, SystemExit):
+        result.status, result.failure = "interrupted", Failure.INTERRUPTED
+        events.phase("interrupted")
+        raise
+    except Exception:  # a bug must not stop the study: record it, go on
+        result.failure = Failure.INTERNAL_ERROR
+        result.message = scrub(traceback.format_exc(), secrets)
+        log.exception("%s hit an internal error", spec.name)
+        events.phase("failed")
+    finally:
+        result.elapsed_s = time.monotonic() - started
+        _scrub_workdir(spec.workdir, secrets)
+        events.finished(spec, result)
+    return result
+
+
+def _deploy_and_measure(
+    spec: TrialSpec,
+    launcher: Launcher,
+    launch: LaunchSpec,
+    objective: Objective,
+    events: TrialObserver,
+    result: TrialResult,
+) -> None:
+    """deploy → ready → benchmark → score, with the engine stopped on the way out."""
+    cfg = spec.cfg
+    events.phase("deploying")
+    result.endpoint = endpoint = launcher.start(launch)
+    try:
+        result.startup_s = wait_ready(
             launcher,
             endpoint,
             health_path=cfg.runtime.health_path,
@@ -175,211 +133,107 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
             failure_patterns=cfg.runtime.failure_patterns,
             timeout_s=float(cfg.deploy.startup_timeout_s),
         )
-        run.metric("startup_s", waited)
-        phase("ready")
-        _record_server_info(endpoint, cfg, run)
-        metrics = _benchmark(cfg, launcher, endpoint, ctx.workdir, phase, run)
-        scored = objective.score(metrics)
+        events.metrics({"startup_s": result.startup_s})
+        events.phase("ready")
+        info = launcher.server_info(endpoint, cfg.runtime.get("server_info_path"))
+        if info is not None:
+            events.server_info(info)
+        result.metrics = _benchmark(spec, launcher, endpoint, events, result)
+        scored = objective.score(result.metrics)
         if scored is None:
             raise TrialFailure(
                 Failure.BENCHMARK_FAILED,
                 f"the benchmark produced no {', '.join(objective.metrics)} (error_rate "
-                f"{metrics.get('error_rate', float('nan')):.2f})",
+                f"{result.metrics.get('error_rate', float('nan')):.2f})",
             )
-        _record_score(run, scored)
-        score = scored.value
-        status = "FINISHED"
-        run.tag(**{tracking.STATUS: "ok"})
-        phase("done")
-    except TrialFailure as e:
-        failure = e.failure
-        log.error("trial %d failed (%s): %s", ctx.index, e.failure.value, scrub(str(e), secrets))
-        run.tag(
-            **{
-                tracking.STATUS: "failed",
-                tracking.FAILURE: e.failure.value,
-                # The failure class at a glance in the runs list and on the run page.
-                "mlflow.runName": f"{name} [{e.failure.value}]",
-                "mlflow.note.content": scrub(str(e), secrets)[:4000],
-            }
-        )
-        run.text(scrub(str(e), secrets), "failure.txt")
-        phase("failed")
-    except (KeyboardInterrupt, SystemExit):
-        status, failure = "KILLED", Failure.INTERRUPTED
-        run.tag(**{tracking.STATUS: "failed", tracking.FAILURE: Failure.INTERRUPTED.value})
-        progress.phase("interrupted")
-        raise
-    except Exception as e:  # a bug must not stop the study: record it, go on
-        failure = Failure.INTERNAL_ERROR
-        log.exception("trial %d hit an internal error", ctx.index)
-        run.tag(**{tracking.STATUS: "failed", tracking.FAILURE: failure.value})
-        run.text(scrub(traceback.format_exc(), secrets), "failure.txt")
-        phase("failed")
-        del e
+        result.score, result.status = scored, "ok"
+        events.phase("done")
     finally:
-        if endpoint is not None:
-            launcher.stop(endpoint)
-        held.close()  # GPUs go back only once the engine has stopped
-        if spec.gpus is not None:  # when the GPUs were held (epoch seconds)
-            run.tag(**{"autotune.gpu_lease": f"{leased_at:.3f}-{time.time():.3f}"})
-        _record_artifacts(run, ctx.workdir, endpoint, secrets)
-        run.end(status)
-        elapsed = time.monotonic() - started
-        _update_parent(client, box, study, objective, ctx.index, score)
-        progress.finish(score, failure.value if failure else None, elapsed)
-    return score
-
-
-def _gpu_lease(cfg: DictConfig, params: dict[str, Any], holder: str):
-    """Lease ``tp-size`` GPUs of ``deploy.gpus`` (no-op when no pool is configured)."""
-    pool = cfg.deploy.get("gpus")
-    if pool is None:
-        return contextlib.nullcontext(None)
-    return lease_gpus(
-        [int(g) for g in pool],
-        gpu_count(params, cfg.runtime.gpu_flag),
-        registry.registry_dir().parent / "gpu-leases",
-        holder=holder,
-    )
+        launcher.stop(endpoint)
 
 
 def _benchmark(
-    cfg: DictConfig, launcher: Launcher, endpoint: Endpoint, workdir: Path, phase, run
+    spec: TrialSpec,
+    launcher: Launcher,
+    endpoint: Endpoint,
+    events: TrialObserver,
+    result: TrialResult,
 ) -> dict[str, float]:
-    workload = workload_from_config(cfg, cfg.runtime.api_backend)
-    out_dir = workdir / "genai-bench"
-    if endpoint.virtual:
-        phase("benchmarking (virtual clock)")
-        folder = run_virtual(endpoint.info["sim"], workload, out_dir)
-        partial, note = False, ""
-    else:
-        tokenizer = endpoint.info.get("tokenizer") or cfg.model.tokenizer or cfg.model.path
-        bench = run_genai_bench(
-            endpoint.base_url,
-            endpoint.model_name,
-            str(tokenizer),
-            workload,
-            out_dir,
+    cfg = spec.cfg
+    run = launcher.benchmark(
+        endpoint,
+        BenchmarkRequest(
+            workload=spec.workload(),
+            out_dir=spec.workdir / "genai-bench",
+            tokenizer=cfg.model.tokenizer or cfg.model.path,
             timeout_s=float(cfg.benchmark.timeout_s),
             api_key=cfg.benchmark.api_key,
-            on_progress=phase,
+            on_progress=events.phase,
+        ),
+    )
+    code = launcher.poll(endpoint)
+    if code is not None:
+        text = read_log(endpoint.log_path)
+        result.partial = _partial_metrics(run.folder, events)
+        raise TrialFailure(
+            failure_in(text, cfg.runtime.failure_patterns),
+            f"engine exited with code {code} during the benchmark:\n{last_lines(text)}",
         )
-        folder, partial = bench.folder, bench.partial
-        note = f"genai-bench exit {bench.returncode}{' (timed out)' if bench.timed_out else ''}"
-        code = launcher.poll(endpoint)
-        if code is not None:
-            text = read_log(endpoint.log_path)
-            found = classify(text, cfg.runtime.failure_patterns) or Failure.CRASH.value
-            _log_partial(run, folder)
-            raise TrialFailure(
-                Failure(found) if found in Failure._value2member_map_ else Failure.CRASH,
-                f"engine exited with code {code} during the benchmark:\n{last_lines(text)}",
-            )
-    result = parse_experiment(folder)
-    metrics = result.metrics()
-    if not result.runs:
-        kind = Failure.BENCHMARK_TIMEOUT if "timed out" in note else Failure.BENCHMARK_FAILED
-        raise TrialFailure(kind, f"the benchmark produced no results ({note})")
-    if partial or result.partial:
-        run.tag(**{"autotune.partial": "true"})
-        log.warning("partial benchmark results (%s)", note)
-    run.metrics(metrics)
+    parsed = parse_experiment(run.folder)
+    if not parsed.runs:
+        kind = Failure.BENCHMARK_TIMEOUT if run.timed_out else Failure.BENCHMARK_FAILED
+        raise TrialFailure(kind, f"the benchmark produced no results ({run.note})")
+    metrics = parsed.metrics()
+    if run.partial or parsed.partial:
+        result.partial = True
+        log.warning("partial benchmark results (%s)", run.note)
+    events.metrics(metrics)
     if metrics.get("num_completed_requests", 1) == 0:
         # genai-bench writes a run where every request failed (throughput 0): that is
         # no measurement, and a throughput objective of 0 must not pass for one.
         raise TrialFailure(
             Failure.BENCHMARK_FAILED,
             f"every request failed (error_rate {metrics.get('error_rate', 1.0):.2f}, "
-            f"{note}): see genai-bench/ and logs/engine.log",
+            f"{run.note}): see genai-bench/ and logs/engine.log",
         )
     return metrics
 
 
-def _log_partial(run, folder: Path) -> None:
+def _partial_metrics(folder: Path, events: TrialObserver) -> bool:
+    """What a benchmark measured before the engine died, kept with the failed trial."""
     try:
-        result = parse_experiment(folder)
+        parsed = parse_experiment(folder)
     except Exception:
+        return False
+    if parsed.runs:
+        events.metrics(parsed.metrics())
+    return bool(parsed.runs)
+
+
+@contextlib.contextmanager
+def _gpu_lease(cfg: DictConfig, spec: TrialSpec) -> Iterator[list[int] | None]:
+    """``tp-size`` GPUs of ``deploy.gpus`` for the trial; given back only once the
+    engine has stopped (no-op when no pool is configured)."""
+    pool = cfg.deploy.get("gpus")
+    if pool is None:
+        yield None
         return
-    if result.runs:
-        run.metrics(result.metrics())
-        run.tag(**{"autotune.partial": "true"})
+    from autotune.deploy import leftovers
+    from autotune.deploy.gpus import lease_gpus
+    from autotune.params import gpu_count
+
+    with lease_gpus(
+        [int(g) for g in pool],
+        gpu_count(spec.params, cfg.runtime.gpu_flag),
+        leftovers.registry_dir().parent / "gpu-leases",
+        holder=f"{spec.study}-{spec.name}",
+    ) as gpus:
+        yield gpus
 
 
-def _record_score(run, scored: Score) -> None:
-    values = scored.values
-    out = {"objective": values[0], "slo_feasible": 1.0 if scored.feasible else 0.0}
-    if len(values) > 1:
-        out.update({f"objective_{i}": v for i, v in enumerate(values)})
-    out.update({f"slo_slack.{k}": v for k, v in scored.slack.items()})
-    run.metrics(out)
-    run.tag(**{"autotune.feasible": str(scored.feasible).lower()})
-
-
-def _record_server_info(endpoint: Endpoint, cfg: DictConfig, run) -> None:
-    """Keep the engine's effective (auto-derived) settings with the trial."""
-    if endpoint.virtual or cfg.runtime.name != "sglang":
-        return
-    try:
-        info = httpx.get(endpoint.base_url + "/get_server_info", timeout=5).json()
-    except (httpx.HTTPError, ValueError):
-        return
-    run.dict(info, "server_info.json")
-
-
-def _record_artifacts(run, workdir: Path, endpoint: Endpoint | None, secrets: list[str]) -> None:
-    """Engine log and genai-bench folder, scrubbed of secrets, then uploaded."""
+def _scrub_workdir(workdir: Path, secrets: list[str]) -> None:
+    """No secret stays in the trial's files (engine log, genai-bench output)."""
     try:
         scrub_tree(workdir, secrets)
-        if endpoint is not None and endpoint.log_path.exists():
-            run.artifact(endpoint.log_path, "logs")
-        bench = workdir / "genai-bench"
-        if bench.exists():
-            run.artifact(bench, "genai-bench")
     except Exception:
-        log.exception("could not upload the trial's artifacts")
-
-
-def _client(uri: str, experiment: str):
-    """The tracking client; one that connects later when the store is down right now."""
-    try:
-        client, _ = tracking.connect(uri, experiment)
-    except tracking.TrackingError as e:
-        from mlflow.tracking import MlflowClient
-
-        log.warning("%s", e)
-        client = MlflowClient(tracking_uri=uri)
-    return client
-
-
-def _update_parent(
-    client, box: outbox.Outbox, study: StudyInfo, objective: Objective, index: int, score
-) -> None:
-    """Live study curves on the parent run, with step = trial index.
-
-    ``trial_objective`` / ``trial_ok`` record each trial as it ends (from any worker);
-    ``best_objective``, ``trials_done`` and ``trials_failed`` are derived from their
-    history, which is one small query however long the study is.
-    """
-    parent = outbox.SafeRun(client, box, study.parent_run_id, "sweep")
-    single = len(objective.directions) == 1
-    own = {"trial_ok": 0.0 if score is None else 1.0}
-    if single and score is not None:
-        own["trial_objective"] = float(score)
-    parent.metrics(own, step=index)  # kept in the outbox if MLflow is down
-    if parent.online:  # else the next trial that reaches MLflow derives the curves
-        try:
-            oks = client.get_metric_history(study.parent_run_id, "trial_ok")
-            out = {"trials_done": len(oks), "trials_failed": sum(1 for m in oks if m.value == 0)}
-            if single:
-                values = [
-                    m.value
-                    for m in client.get_metric_history(study.parent_run_id, "trial_objective")
-                ]
-                if values:
-                    pick = max if objective.directions[0] == "maximize" else min
-                    out["best_objective"] = pick(values)
-            parent.metrics(out, step=index)
-        except Exception as e:
-            log.warning("could not update the sweep run's curves: %s", e)
-    parent.close()
+        log.exception("could not scrub %s", workdir)

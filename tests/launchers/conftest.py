@@ -101,7 +101,7 @@ def docker_client(tmp_path_factory):
 @pytest.fixture(scope="session")
 def hostshim(docker_client) -> str:
     """The local image whose /usr and Python are the host's (mounted read-only)."""
-    from autotune.launchers.docker import HOSTSHIM_IMAGE, ensure_hostshim_image
+    from autotune_docker_sim import HOSTSHIM_IMAGE, ensure_hostshim_image
 
     ensure_hostshim_image(docker_client, HOSTSHIM_IMAGE)
     return HOSTSHIM_IMAGE

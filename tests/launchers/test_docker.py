@@ -22,9 +22,9 @@ from autotune.launchers.docker import (
     LABEL_OWNER,
     LABEL_TRIAL,
     DockerLauncher,
-    SimDockerLauncher,
-    reap,
+    reap_containers,
 )
+from autotune_docker_sim import SimDockerLauncher  # tests/plugins/docker_sim
 
 from autotune.deploy import Failure, LaunchSpec, TrialFailure
 from autotune.deploy.readiness import wait_ready
@@ -294,7 +294,7 @@ def test_leftovers_of_a_dead_tuner_are_reaped(docker_client, hostshim, make_spec
         volumes={"/usr": {"bind": "/usr", "mode": "ro"}}, network_mode="host",
     )  # fmt: skip
     try:
-        removed = reap(docker_client)
+        removed = reap_containers(docker_client)
         assert _by_label(docker_client, spec.trial_name) == []
         assert live.id not in removed
         docker_client.containers.get(live.id)  # still there

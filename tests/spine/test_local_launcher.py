@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from autotune.deploy import Failure, LaunchSpec, TrialFailure, create_launcher
-from autotune.deploy import leftovers as registry
+from autotune.deploy import leftovers
 from autotune.deploy.readiness import wait_ready
 from autotune.params import normalize
 
@@ -60,7 +60,7 @@ def test_sim_engine_starts_serves_and_stops_with_its_whole_group(compose_cfg, tm
     endpoint = launcher.start(spec_for(cfg, tmp_path, mem=0.8))
     pid = endpoint.info["pid"]
     try:
-        assert (registry.registry_dir() / f"process-{pid}.json").exists()
+        assert (leftovers.registry_dir() / f"process-{pid}.json").exists()
         ready(launcher, endpoint, cfg)
         info = httpx.get(endpoint.base_url + "/get_server_info", timeout=5).json()
         assert float(info["mem_fraction_static"]) == 0.8
@@ -69,7 +69,7 @@ def test_sim_engine_starts_serves_and_stops_with_its_whole_group(compose_cfg, tm
         launcher.stop(endpoint)
     assert launcher.poll(endpoint) is not None
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in group)
-    assert not (registry.registry_dir() / f"process-{pid}.json").exists()
+    assert not (leftovers.registry_dir() / f"process-{pid}.json").exists()
     assert "ready to roll" in endpoint.log_path.read_text()
 
 
@@ -107,12 +107,12 @@ def test_reap_stops_engines_of_a_dead_tuner(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
     )
-    registry.record(proc.pid, kind="process", name="orphan")
-    entry = registry.registry_dir() / f"process-{proc.pid}.json"
+    leftovers.record_process(proc.pid, "orphan")
+    entry = leftovers.registry_dir() / f"process-{proc.pid}.json"
     data = json.loads(entry.read_text())
-    data["owner"] = 999999  # a tuner that no longer exists
+    data["owner"] = f"{2**22 + 4321}@{os.uname().nodename}"  # a tuner that no longer exists
     entry.write_text(json.dumps(data))
-    stopped = registry.reap()
+    stopped = leftovers.reap()
     assert [s["pid"] for s in stopped] == [proc.pid]
     assert proc.wait(timeout=5) == -9
     assert not entry.exists()
