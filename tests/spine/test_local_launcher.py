@@ -9,8 +9,7 @@ import httpx
 import psutil
 import pytest
 
-from autotune.deploy import Failure, LaunchSpec, TrialFailure, create_launcher
-from autotune.deploy import leftovers
+from autotune.deploy import Failure, LaunchSpec, TrialFailure, create_launcher, leftovers
 from autotune.deploy.readiness import wait_ready
 from autotune.params import normalize
 

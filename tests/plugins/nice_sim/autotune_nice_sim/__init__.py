@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from autotune.deploy.base import LaunchSpec
 from autotune.launchers.sim import SimConfig, SimLauncher
+
+from autotune.deploy.base import LaunchSpec
 
 
 @dataclass
