@@ -136,22 +136,23 @@ def build_report(
 
 
 def publish_study(
-    cfg: Any, info: Any, client: Any, sweep_dir: Path | None
+    cfg: Any, info: Any, client: Any, sweep_dir: Path | None, record: StudyRecord | None = None
 ) -> dict[str, Any] | None:
     """End of a study: export the best configuration, draw the figures, attach both.
 
     Called once by the sweep driver after the study table is printed
-    (``StudyCallback._summarize``). Never raises: a study's results stay recorded
-    whatever goes wrong here; problems are logged.
+    (:func:`autotune.study.summary.summarize_study`, which passes the study it read as
+    ``record``). Never raises: a study's results stay recorded whatever goes wrong
+    here; problems are logged.
 
-        publish_study(cfg, self.info, client, self.sweep_dir)
+        publish_study(cfg, info, client, sweep_dir, record=study)
     """
     from autotune.report.export import describe, export_study
     from autotune.tracking.progress import results
 
-    exports, study = [], None
+    exports, study = [], record
     try:  # one read of the study for both: it is the slow part of a long study's end
-        study = load_study(client, info.parent_run_id)
+        study = study or load_study(client, info.parent_run_id)
         exports = export_study(cfg, info, client, info.parent_run_id, sweep_dir, record=study)
     except Exception:
         log.exception("could not export the best configuration")

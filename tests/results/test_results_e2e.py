@@ -6,38 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# Runs the tuner with the end-of-study hook in place (the sweep driver calls
-# publish_study; until it does, this adds the call the same way).
-RUNNER = textwrap.dedent(
-    """
-    import inspect, sys
-    import autotune.study.callback as cb
-
-    if "publish_study" not in inspect.getsource(cb.StudyCallback._summarize):
-        original = cb.StudyCallback._summarize
-
-        def _summarize(self, cfg):
-            original(self, cfg)
-            from autotune.report import publish_study
-
-            publish_study(cfg, self.info, self.parent.client, self.sweep_dir)
-
-        cb.StudyCallback._summarize = _summarize
-    import runpy
-
-    # As `python -m autotune` runs it (Hydra finds conf/ relative to __main__).
-    runpy.run_module("autotune", run_name="__main__", alter_sys=True)
-    """
-)
-
 
 def run(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
@@ -55,7 +29,7 @@ def test_study_export_reproduce_report(tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     study_args = ["deploy.clock=virtual", "params.mem=0.7,0.9", "search.baseline=true"]
-    out = run(tmp_path, "-c", RUNNER, *study_args, f"tracking.uri={uri}").stdout
+    out = run(tmp_path, "-m", "autotune", *study_args, f"tracking.uri={uri}").stdout
     assert "Best configuration exported" in out
 
     client = MlflowClient(tracking_uri=uri)

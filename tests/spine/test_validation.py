@@ -3,7 +3,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from autotune.study.callback import expected_trials
+from autotune.study.service import expected_trials
 from autotune.study.validation import sweep_values, validate_study
 
 

@@ -11,7 +11,7 @@ import sys
 import textwrap
 
 from autotune import secrets, tracking
-from autotune.study.callback import _claim_sweep_dir
+from autotune.study.sweep_run import claim_sweep_dir as _claim_sweep_dir
 from autotune.study.team import storage_error, worker_seed
 
 # Runs autotune with the PostgreSQL drivers made unimportable.
