@@ -205,8 +205,12 @@ def register_configs() -> None:
     cs.store(name="autotune_schema", node=AutotuneConfig, replace=True)
     # `params` must accept keys that the schema cannot know (each engine has its own
     # flags), so it is left open; autotune.params validates it against the runtime.
-    open_params = OmegaConf.create({"params": {}})
+    # So is `objective.slo`: a bound on any metric the benchmark reports
+    # (`objective.slo.ttft_p99_ms=500`, no "+"); autotune.study.validation names an
+    # unknown metric with the closest known ones.
+    open_params = OmegaConf.create({"params": {}, "objective": {"slo": {}}})
     OmegaConf.set_struct(open_params.params, False)
+    OmegaConf.set_struct(open_params.objective.slo, False)
     cs.store(name="autotune_open_params", node=open_params, replace=True)
     cs.store(group="model", name="model_schema", node=ModelConfig, replace=True)
     cs.store(group="runtime", name="runtime_schema", node=RuntimeConfig, replace=True)

@@ -37,6 +37,16 @@ def as_stdout(rendered: dict[str, str]) -> str:
 def render_study(cfg: DictConfig) -> dict[str, str]:
     params = normalize(dict(cfg.params), cfg.runtime.flags, cfg.runtime.aliases)
     launcher = create_launcher(cfg.deploy)
+    if launcher.simulated and cfg.runtime.name != "sglang":
+        # The simulator imitates SGLang only: show the real engine's command instead.
+        from autotune.deploy.plugins import launchers
+
+        console.print(
+            f"deploy={cfg.deploy.name} simulates SGLang only; this is what deploy=local "
+            f"would launch for runtime={cfg.runtime.name}",
+            highlight=False,
+        )
+        launcher = launchers()["local"](host=cfg.deploy.host)
     workdir = Path(HydraConfig.get().runtime.output_dir).resolve()
     n_gpus = int(params.get(cfg.runtime.gpu_flag, 1) or 1) if cfg.runtime.gpu_flag else 1
     spec = LaunchSpec.for_trial(

@@ -207,7 +207,8 @@ def _check_deploy(cfg: DictConfig, errors: list[str]) -> None:
     if d.get("host") and d.get("port") == 8443:
         errors.append("deploy.port=8443 is reserved on users' machines: pick another port.")
     if d.get("simulated"):
-        if cfg.runtime.name != "sglang":
+        # A dry run shows what a real target would launch instead (study.dry_run).
+        if cfg.runtime.name != "sglang" and not cfg.get("dry_run"):
             errors.append(
                 f"deploy={d.name} simulates SGLang only, but runtime={cfg.runtime.name}: use "
                 f"runtime=sglang, or a real deploy target (local, docker, ome)."

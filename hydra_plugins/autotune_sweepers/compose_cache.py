@@ -41,13 +41,17 @@ class ComposeCache:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
-    def _sets_a_value(self, override: Override) -> bool:
+    def _sets_a_value(self, override: Override, groups: set[str]) -> bool:
         if override.is_hydra_override() or override.is_sweep_override():
             return False
         if override.package is not None:
             return False
         if getattr(override, "is_value_path", False):
             return True
+        # Groups the study chose (its hydra.runtime.choices): also those that only a
+        # hydra.searchpath entry brings, which the loader's own repository lacks.
+        if override.key_or_group in groups:
+            return False
         repo = getattr(self._loader, "repository", None)
         if repo is None:
             return False
@@ -61,10 +65,11 @@ class ComposeCache:
         self, master_config: DictConfig, sweep_overrides: list[str]
     ) -> DictConfig:
         parsed = OverridesParser.create().parse_overrides(list(sweep_overrides))
-        values = [o for o in parsed if self._sets_a_value(o)]
+        groups = set(OmegaConf.select(master_config, "hydra.runtime.choices", default={}) or {})
+        values = [o for o in parsed if self._sets_a_value(o, groups)]
         if not values:
             return self._loader.load_sweep_config(master_config, list(sweep_overrides))
-        choices = tuple(o.input_line for o in parsed if not self._sets_a_value(o))
+        choices = tuple(o.input_line for o in parsed if not self._sets_a_value(o, groups))
         base = self._composed.get(choices)
         if base is None:
             base = self._loader.load_sweep_config(master_config, list(choices))
