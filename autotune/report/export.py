@@ -502,7 +502,7 @@ def export_record(
                     study_choices or {},
                 )
             )
-    client.set_tag(study.run_id, "autotune.report.export", f"{EXPORT_DIR}/ ({chosen.name})")
+    client.set_tag(study.run_id, "autotune.export", f"{EXPORT_DIR}/ ({chosen.name})")
     return exports
 
 

@@ -121,7 +121,7 @@ def test_parallel_trials_never_share_a_gpu(tmp_path):
     )
     _, t = runs(tmp_path)
     assert len(t) == 4 and (t["tags.autotune.status"] == "ok").all()
-    gpus = {r["run_id"]: set(r["tags.autotune.deploy.gpus"].split(",")) for _, r in t.iterrows()}
+    gpus = {r["run_id"]: set(r["tags.autotune.gpus"].split(",")) for _, r in t.iterrows()}
     for _, r in t.iterrows():
         assert len(gpus[r["run_id"]]) == int(r["params.tp-size"])
     # The runs themselves overlap more (a trial waits for its lease inside its run):
