@@ -51,13 +51,17 @@ def app(cfg: DictConfig) -> float | list[float] | None:
 
 def main() -> None:
     import sys
-    from pathlib import Path
 
+    from autotune.config import config_dir
     from autotune.validation import check_group_choices
 
+    if sys.argv[1:2] == ["doctor"]:
+        from autotune.doctor.cli import main as doctor
+
+        sys.exit(doctor(sys.argv[2:]))
     # Hydra's own "Could not find 'model/foo'" also lists schema entries and search
     # paths; name the choices a user has, and exit like the other bad input (2).
-    errors = check_group_choices(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf")
+    errors = check_group_choices(sys.argv[1:], config_dir())
     if errors:
         from autotune.progress import console
 

@@ -141,6 +141,7 @@ class StudyCallback(Callback):
         self._multirun_yaml: Path | None = None
         self._left = False
         self._previous_handlers: dict[int, Any] = {}
+        self._preflight: Any = None  # the doctor's report, recorded on the sweep run
 
     # -- Hydra hooks ---------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -237,6 +238,9 @@ class StudyCallback(Callback):
             _fail("Invalid study configuration:", errors)
         if cfg.dry_run:
             return
+        from autotune.doctor.study import preflight, record
+
+        self._preflight = preflight(cfg)  # exits 1, nothing deployed, on a blocking problem
         start_dir = cfg.hydra.runtime.cwd
         shared_study = resumable(cfg)
         storage = study_storage(cfg) if shared_study else None
@@ -328,6 +332,7 @@ class StudyCallback(Callback):
                 "workload.concurrency": ",".join(str(c) for c in cfg.benchmark.concurrency),
             }
         )
+        record(self._preflight, self.parent)
         done_before = len(client.get_metric_history(self.parent.run_id, "trial_ok"))
         seed = worker_seed(cfg.search.seed, worker) if shared_study else None
         self.info = StudyInfo(

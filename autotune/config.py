@@ -12,6 +12,7 @@ engine's native names, and is checked against the runtime's flag table by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -281,6 +282,13 @@ class AutotuneConfig:
     # Render what would be launched, contact nothing, exit 0.
     dry_run: bool = False
     seed: int = 0
+    # Run the doctor's checks at study start; a blocking problem stops the study.
+    preflight: bool = True
+
+
+def config_dir() -> Path:
+    """The config repository ``python -m autotune`` composes from (``conf/``)."""
+    return Path(__file__).resolve().parents[1] / "conf"
 
 
 def _directions(*, _root_: Any) -> list[str]:

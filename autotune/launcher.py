@@ -123,6 +123,12 @@ class Launcher(abc.ABC):
     def stop(self, endpoint: Endpoint) -> None:
         """Stop the engine and release everything it holds. Idempotent; never raises."""
 
+    @classmethod
+    def preflight_checks(cls, cfg: Any) -> list[Any]:
+        """This target's doctor checks for study ``cfg``: zero-argument callables that
+        return an ``autotune.doctor.Check`` (or a list of them); see autotune/doctor/."""
+        return []
+
 
 def create_launcher(deploy_cfg: Any) -> Launcher:
     """The deploy target named by ``deploy._target_`` (only ``launchers.*`` classes)."""

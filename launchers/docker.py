@@ -124,6 +124,12 @@ class DockerLauncher(Launcher):
         self.use_gpus = use_gpus
         self.pull = pull
 
+    @classmethod
+    def preflight_checks(cls, cfg: Any) -> list[Any]:
+        from autotune.doctor import targets
+
+        return targets.docker(cfg)
+
     # -- what is launched -------------------------------------------------------------
     @property
     def host_network(self) -> bool:
@@ -578,6 +584,12 @@ class SimDockerLauncher(DockerLauncher):
         self.faults = list(faults or [])
         self.python = python or sys.executable
         self.mount_host_python = mount_host_python
+
+    @classmethod
+    def preflight_checks(cls, cfg: Any) -> list[Any]:
+        from autotune.doctor import targets
+
+        return targets.docker_sim(cfg)
 
     def _sim(self, host: str) -> Any:
         from launchers.sim import SimLauncher

@@ -53,6 +53,12 @@ class LocalLauncher(Launcher):
         self.python = python or sys.executable
         self.env_file = env_file
 
+    @classmethod
+    def preflight_checks(cls, cfg: Any) -> list[Any]:
+        from autotune.doctor import targets
+
+        return targets.local(cfg)
+
     # -- what is launched -------------------------------------------------------------
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         """The engine's argv: launch prefix, model, host, port, fixed args, trial flags."""

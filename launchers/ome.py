@@ -263,6 +263,12 @@ class OmeLauncher(Launcher):
         self._clients = clients
         self.clock, self.sleep = clock, sleep
 
+    @classmethod
+    def preflight_checks(cls, cfg: Any) -> list[Any]:
+        from autotune.doctor import targets
+
+        return targets.ome(cfg)
+
     # -- what is launched -------------------------------------------------------------
     def args(self, spec: LaunchSpec) -> list[str]:
         """Runner args: fixed args, served name, then the trial's flags (last wins)."""

@@ -42,6 +42,12 @@ class SimLauncher(LocalLauncher):
         self.faults = list(faults or [])
         self.instant = clock == "virtual"
 
+    @classmethod
+    def preflight_checks(cls, cfg: Any) -> list[Any]:
+        from autotune.doctor import targets
+
+        return targets.sim(cfg)
+
     def tokenizer(self, spec: LaunchSpec) -> str:
         return str(spec.model.tokenizer or SIM_TOKENIZER)
 

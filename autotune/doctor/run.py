@@ -1,0 +1,82 @@
+"""Run a study's preflight: the common checks plus its launcher's, at once, time-boxed.
+
+report = run_checks(cfg)            # Report(target="sim", checks=[...])
+report.ok                           # False when a check is blocking
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig
+
+from autotune.doctor import common
+from autotune.doctor.result import Check, Report
+
+log = logging.getLogger(__name__)
+
+CheckFn = Callable[[], "Check | list[Check]"]
+# A check that has not answered by then counts as failed (it would stall a trial too).
+BUDGET_S = 8.0
+
+
+def launcher_class(deploy_cfg: Any) -> type:
+    """The Launcher class ``deploy._target_`` names, without instantiating it."""
+    from autotune.launcher import Launcher
+
+    target = str(deploy_cfg._target_)
+    module, _, name = target.rpartition(".")
+    if not module.startswith("launchers."):
+        raise ValueError(f"deploy._target_={target} is not an autotune launcher (launchers.*)")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Launcher)):
+        raise ValueError(f"deploy._target_={target} is not an autotune Launcher")
+    return cls
+
+
+def checks_for(cfg: DictConfig) -> list[CheckFn]:
+    """Every check of this study: the common ones, then the deploy target's."""
+    return [*common.checks(cfg), *launcher_class(cfg.deploy).preflight_checks(cfg)]
+
+
+def _call(fn: CheckFn) -> list[Check]:
+    try:
+        got = fn()
+    except Exception as e:  # a check's own bug must not hide the others' verdicts
+        log.debug("preflight check crashed", exc_info=True)
+        return [
+            Check.fail(
+                "preflight",
+                f"a check crashed: {type(e).__name__}: {e}",
+                "report it; preflight=false skips the checks",
+            )
+        ]
+    return got if isinstance(got, list) else [got]
+
+
+def run_checks(cfg: DictConfig, budget_s: float = BUDGET_S) -> Report:
+    """All checks in parallel (most wait on a daemon, an API or a child interpreter)."""
+    started = time.monotonic()
+    fns = checks_for(cfg)
+    pool = cf.ThreadPoolExecutor(max_workers=len(fns), thread_name_prefix="doctor")
+    futures = [pool.submit(_call, fn) for fn in fns]
+    done, _ = cf.wait(futures, timeout=budget_s)
+    checks: list[Check] = []
+    for fut in futures:
+        if fut in done:
+            checks += fut.result()
+        else:
+            checks.append(
+                Check.fail(
+                    "preflight",
+                    f"a check did not answer within {budget_s:.0f} s",
+                    "see which service hangs (docker, the cluster, the tracking server)",
+                )
+            )
+    pool.shutdown(wait=False, cancel_futures=True)
+    return Report(str(cfg.deploy.name), checks, time.monotonic() - started)
