@@ -14,9 +14,11 @@ USAGE = "usage: python -m autotune doctor [--json] [hydra overrides ...]"
 
 
 def compose_study(overrides: list[str]):
-    """The study config exactly as ``python -m autotune <overrides>`` composes it."""
-    from hydra import compose, initialize_config_dir
+    """The study config as the sweep driver of ``python -m autotune <overrides>`` sees it
+    (a multirun: sweep lists such as ``params.mem=0.7,0.8`` stay in hydra.overrides.task)."""
+    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
 
     from autotune.config import config_dir, register_configs
 
@@ -24,7 +26,9 @@ def compose_study(overrides: list[str]):
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir())):
-            return compose("config", overrides=overrides, return_hydra_config=True)
+            return GlobalHydra.instance().hydra.compose_config(
+                "config", overrides, run_mode=RunMode.MULTIRUN, with_log_configuration=False
+            )
     finally:
         GlobalHydra.instance().clear()
 
