@@ -68,6 +68,8 @@ def main(argv: list[str]) -> int:
     report = run_checks(cfg)
     if as_json:
         sys.stdout.write(to_json(report))
-    else:
-        print_report(report, console)
+    else:  # the report is the command's output (stdout); problems with the input go to stderr
+        from autotune.progress import results
+
+        print_report(report, results)
     return EXIT_OK if report.ok else EXIT_BLOCKED

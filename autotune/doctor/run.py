@@ -74,7 +74,7 @@ def run_checks(cfg: DictConfig, budget_s: float = BUDGET_S) -> Report:
             checks.append(
                 Check.fail(
                     "preflight",
-                    f"a check did not answer within {budget_s:.0f} s",
+                    f"a check did not answer within {budget_s:g} s",
                     "see which service hangs (docker, the cluster, the tracking server)",
                 )
             )
