@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
+from doctor_support import LAUNCHER_TESTS, SIM_TOKENIZER
 
-HERE = Path(__file__).resolve().parent
-LAUNCHER_TESTS = HERE.parent / "launchers"
-FIXTURES = HERE / "fixtures"
-SIM_TOKENIZER = HERE.parents[1] / "autotune" / "sim" / "tokenizer"
 sys.path.insert(0, str(LAUNCHER_TESTS))  # kube_mock (no package)
 
 # The session's real dockerd: the same fixture the launcher tests use (a second

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import SIM_TOKENIZER
+from doctor_support import SIM_CHECKS, SIM_TOKENIZER
 from study_runner import study_env
 
 from autotune.doctor import Check, Status
@@ -31,14 +31,7 @@ def test_default_study_is_ready(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "autotune doctor: deploy=sim" in proc.stdout
     assert "Ready to tune" in proc.stdout
-    for name in (
-        "genai-bench",
-        "tokenizer",
-        "tracking store",
-        "disk",
-        "GPU count",
-        "simulator profile",
-    ):
+    for name in SIM_CHECKS:
         assert name in proc.stdout
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import SIM_TOKENIZER
+from doctor_support import SIM_CHECKS, SIM_TOKENIZER
 from study_runner import SMALL, artifact_text, run_study, runs, study_env
 
 BLOCKED = "Preflight found a blocking problem:"
@@ -92,13 +92,6 @@ def test_passing_preflight_is_recorded_on_the_sweep_run(tmp_path):
     report = json.loads(artifact_text(tmp_path, run_id, "preflight.json"))
     assert report["ok"] is True and report["target"] == "sim"
     names = [c["name"] for c in report["checks"]]
-    assert names == [
-        "genai-bench",
-        "tokenizer",
-        "tracking store",
-        "disk",
-        "GPU count",
-        "simulator profile",
-    ]
+    assert names == SIM_CHECKS
     assert report["checks"][0]["verdict"].startswith("not used: deploy.clock=virtual")
     assert len(trials) == 1

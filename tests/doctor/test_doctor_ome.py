@@ -14,7 +14,7 @@ import json
 
 import pytest
 import yaml
-from conftest import FIXTURES, LAUNCHER_TESTS
+from doctor_support import FIXTURES, LAUNCHER_TESTS
 from kube_mock import MockCluster, api_error
 from kubernetes import client as k8s
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import psutil
 import pytest
-from conftest import FIXTURES
+from doctor_support import FIXTURES
 
 from autotune.doctor import Status
 from autotune.doctor.gpus import SMI_APPS, SMI_GPUS, GpuProbeError, check_gpus, probe

@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-from conftest import FIXTURES
+from doctor_support import FIXTURES
 
 from autotune.doctor import Status
 from autotune.doctor.docker import docker_checks, model_mount, nvidia_runtime, shm_ipc
