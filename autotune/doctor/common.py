@@ -6,6 +6,7 @@ them imports MLflow, Docker or Kubernetes (the doctor must answer in seconds).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -27,20 +28,33 @@ DISK_FAIL_GIB, DISK_WARN_GIB = 1.0, 10.0
 SUBPROCESS_TIMEOUT_S = 8.0
 DP_FLAGS = ("dp-size", "dp", "data-parallel-size")
 
-# Run in the benchmark's interpreter: is genai-bench there, at which version, and does
-# it have the CLI module autotune runs? Located, not imported: importing genai-bench
-# takes ~0.5 s and gevent-patches the interpreter.
-_GENAI_BENCH_PROBE = """
-import importlib.metadata as m, importlib.util as u, json, os
-out = {}
-try:
-    out["version"] = m.version("genai-bench")
-    spec = u.find_spec("genai_bench")
-    out["cli"] = any(os.path.isfile(os.path.join(d, "cli", "cli.py")) for d in spec.submodule_search_locations or [])
-except Exception as e:
-    out["error"] = f"{type(e).__name__}: {e}"
-print(json.dumps(out))
-"""
+
+def ask(python: str, what: str, *args: str) -> dict[str, Any]:
+    """Run :mod:`autotune.doctor.probe` (``what`` = version | module) in ``python``.
+
+    In this process when ``python`` is this interpreter (no child: cheap, and a study's
+    preflight starts nothing); else as ``python -c <probe source>``. A child that cannot
+    run gives ``{"spawn_error": ...}``.
+    """
+    from autotune.doctor import probe
+
+    if os.path.abspath(python) == os.path.abspath(sys.executable):
+        return probe.distribution(*args) if what == "version" else probe.module(*args)
+    source = Path(probe.__file__).read_text()
+    try:
+        proc = subprocess.run(
+            [python, "-c", source, what, *args],
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_TIMEOUT_S,
+            env={**os.environ, "PYTHONNOUSERSITE": "1"},
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"spawn_error": str(e)}
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"spawn_error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
 
 
 def uses_genai_bench(cfg: DictConfig) -> bool:
@@ -69,29 +83,18 @@ def genai_bench(cfg: DictConfig, python: str = sys.executable) -> Check:
         return Check.ok(name, "not used: deploy.clock=virtual replays the benchmark in-process")
     pin = pinned_genai_bench()
     fix = f"{python} -m pip install genai-bench=={pin}"
-    try:
-        proc = subprocess.run(
-            [python, "-c", _GENAI_BENCH_PROBE],
-            capture_output=True,
-            text=True,
-            timeout=SUBPROCESS_TIMEOUT_S,
-            env={**os.environ, "PYTHONNOUSERSITE": "1"},
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
+    found = ask(python, "version", "genai-bench", "genai_bench", "cli/cli.py")
+    if "spawn_error" in found:
         return Check.fail(
-            name, f"cannot run {python}: {e}", "point the benchmark at a working Python"
+            name,
+            f"cannot run {python}: {found['spawn_error']}",
+            "point the benchmark at a working Python",
         )
-    import json
-
-    try:
-        found = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return Check.fail(name, f"{python} failed: {proc.stderr.strip()[-200:]}", fix)
     if "error" in found:
         return Check.fail(name, f"not importable in {python} ({found['error']})", fix)
     if found["version"] != pin:
         return Check.fail(name, f"{found['version']} in {python}, autotune needs {pin}", fix)
-    if not found["cli"]:
+    if not found["has"]:
         return Check.fail(name, f"{pin} installed but has no genai_bench/cli/cli.py", fix)
     return Check.ok(name, f"{pin} in {python}")
 
@@ -288,12 +291,16 @@ def gpu_pool(cfg: DictConfig) -> Check:
     return Check.ok(name, f"{need} per trial of deploy.gpus={list(pool)}")
 
 
-def checks(cfg: DictConfig) -> list[Any]:
-    """The common checks, as zero-argument callables (run by :mod:`autotune.doctor.run`)."""
+def checks(cfg: DictConfig, tracking: bool = True) -> list[Any]:
+    """The common checks, as zero-argument callables (run by :mod:`autotune.doctor.run`).
+
+    ``tracking=False`` at study start: the study has just opened its store itself.
+    """
+    start_dir = OmegaConf.select(cfg, "hydra.runtime.cwd", default=None)
     return [
         lambda: genai_bench(cfg),
         lambda: tokenizer(cfg),
-        lambda: tracking_store(cfg, OmegaConf.select(cfg, "hydra.runtime.cwd", default=None)),
+        *([lambda: tracking_store(cfg, start_dir)] if tracking else []),
         lambda: free_disk(cfg),
         lambda: gpu_pool(cfg),
     ]

@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from autotune.doctor.common import SUBPROCESS_TIMEOUT_S, flag_values
+from autotune.doctor.common import ask, flag_values
 from autotune.doctor.result import Check
-
-# Run in the engine's interpreter: where would `-m <module>` come from? Only the top
-# package is located (find_spec of a submodule would import the package: seconds for
-# an engine such as SGLang); the submodule is then looked up as a file beside it.
-_MODULE_PROBE = """
-import importlib.util as u, os, sys
-top, _, rest = sys.argv[1].partition(".")
-spec = u.find_spec(top)
-if spec is None:
-    sys.exit(f"no module named {top!r}")
-if rest:
-    bases = list(spec.submodule_search_locations or [])
-    rel = rest.replace(".", os.sep)
-    if not any(os.path.isfile(os.path.join(b, rel + ".py")) or os.path.isfile(os.path.join(b, rel, "__init__.py")) for b in bases):
-        sys.exit(f"{top} has no module {rest!r}")
-print(spec.origin)
-"""
 
 
 def sim_profile(cfg: DictConfig) -> Check:
@@ -74,22 +56,17 @@ def engine_command(cfg: DictConfig) -> Check:
     name = "engine command"
     if len(launch) >= 3 and launch[0] in ("python", "python3") and launch[1] == "-m":
         module = launch[2]
-        try:
-            proc = subprocess.run(
-                [python, "-c", _MODULE_PROBE, module],
-                capture_output=True,
-                text=True,
-                timeout=SUBPROCESS_TIMEOUT_S,
-            )
-        except (OSError, subprocess.TimeoutExpired) as e:
-            return Check.fail(
-                name, f"cannot run {python} ({e})", "set deploy.python= to the engine's interpreter"
-            )
-        if proc.returncode != 0:
-            why = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        found = ask(python, "module", module)
+        if "spawn_error" in found:
             return Check.fail(
                 name,
-                f"`{python} -m {module}`: {why}",
+                f"cannot run {python} ({found['spawn_error']})",
+                "set deploy.python= to the engine's interpreter",
+            )
+        if "error" in found:
+            return Check.fail(
+                name,
+                f"`{python} -m {module}`: {found['error']}",
                 f"install {runtime_package(cfg)} into {python}, or set deploy.python= to the interpreter that has it",
             )
         return Check.ok(name, f"{python} -m {module}")

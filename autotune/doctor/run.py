@@ -39,9 +39,10 @@ def launcher_class(deploy_cfg: Any) -> type:
     return cls
 
 
-def checks_for(cfg: DictConfig) -> list[CheckFn]:
+def checks_for(cfg: DictConfig, study_start: bool = False) -> list[CheckFn]:
     """Every check of this study: the common ones, then the deploy target's."""
-    return [*common.checks(cfg), *launcher_class(cfg.deploy).preflight_checks(cfg)]
+    target = launcher_class(cfg.deploy).preflight_checks(cfg)
+    return [*common.checks(cfg, tracking=not study_start), *target]
 
 
 def _call(fn: CheckFn) -> list[Check]:
@@ -59,10 +60,10 @@ def _call(fn: CheckFn) -> list[Check]:
     return got if isinstance(got, list) else [got]
 
 
-def run_checks(cfg: DictConfig, budget_s: float = BUDGET_S) -> Report:
+def run_checks(cfg: DictConfig, budget_s: float = BUDGET_S, study_start: bool = False) -> Report:
     """All checks in parallel (most wait on a daemon, an API or a child interpreter)."""
     started = time.monotonic()
-    fns = checks_for(cfg)
+    fns = checks_for(cfg, study_start)
     pool = cf.ThreadPoolExecutor(max_workers=len(fns), thread_name_prefix="doctor")
     futures = [pool.submit(_call, fn) for fn in fns]
     done, _ = cf.wait(futures, timeout=budget_s)

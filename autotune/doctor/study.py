@@ -27,7 +27,9 @@ def preflight(cfg: DictConfig) -> Report | None:
     from autotune.doctor.run import run_checks
     from autotune.progress import console
 
-    report = run_checks(cfg)
+    # The study opens its tracking store itself right after (its own messages, exit 2,
+    # and a longer wait for a lock): the doctor's tracking check is left out here.
+    report = run_checks(cfg, study_start=True)
     known = secrets.secret_values()
     for c in report.checks:
         if c.status is Status.WARN:

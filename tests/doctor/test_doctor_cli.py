@@ -73,7 +73,7 @@ def test_a_crashing_check_fails_alone(study_cfg, monkeypatch):
         raise KeyError("x")
 
     monkeypatch.setattr(
-        doctor_run, "checks_for", lambda cfg: [boom, lambda: Check.ok("fine", "yes")]
+        doctor_run, "checks_for", lambda *_: [boom, lambda: Check.ok("fine", "yes")]
     )
     report = doctor_run.run_checks(study_cfg())
     assert [(c.name, c.status) for c in report.checks] == [
@@ -85,7 +85,7 @@ def test_a_crashing_check_fails_alone(study_cfg, monkeypatch):
 
 def test_a_hanging_check_is_cut_at_the_budget(study_cfg, monkeypatch):
     monkeypatch.setattr(
-        doctor_run, "checks_for", lambda cfg: [lambda: time.sleep(3), lambda: [Check.ok("a", "b")]]
+        doctor_run, "checks_for", lambda *_: [lambda: time.sleep(3), lambda: [Check.ok("a", "b")]]
     )
     started = time.monotonic()
     report = doctor_run.run_checks(study_cfg(), budget_s=0.5)

@@ -49,6 +49,16 @@ def test_engine_module_missing_from_its_interpreter(study_cfg):
     assert check.fix.startswith(f"install sglang into {sys.executable}")
 
 
+def test_engine_module_found_in_another_interpreter(study_cfg):
+    """Real: the probe runs as a child of a bare system Python (no autotune there)."""
+    bare = shutil.which("python3", path="/usr/bin:/usr/local/bin")
+    cfg = study_cfg("deploy=local", f"deploy.python={bare}", "runtime.launch=[python,-m,json.tool]")
+    check = engine_command(cfg)
+    assert check.status is Status.OK and check.verdict == f"{bare} -m json.tool"
+    cfg = study_cfg("deploy=local", f"deploy.python={bare}", "runtime.launch=[python,-m,json.nope]")
+    assert engine_command(cfg).verdict == f"`{bare} -m json.nope`: json has no module 'nope'"
+
+
 def test_engine_submodule_missing(study_cfg):
     cfg = study_cfg("deploy=local", "runtime.launch=[python,-m,autotune.no_such_server]")
     check = engine_command(cfg)
