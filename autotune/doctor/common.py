@@ -280,6 +280,8 @@ def gpu_pool(cfg: DictConfig) -> Check:
     pool = cfg.deploy.get("gpus")
     if need == 0:
         return Check.ok(name, f"runtime {cfg.runtime.name} uses no GPU")
+    if cfg.deploy.get("simulated"):
+        return Check.ok(name, f"{need} simulated {cfg.deploy.get('gpu')} per trial")
     if pool is None:
         return Check.ok(name, f"{need} per trial; deploy.gpus not set (the engine sees all)")
     if need > len(pool):

@@ -145,7 +145,7 @@ def unknown_fields(obj: Any, schema: dict[str, Any], path: str = "") -> list[str
             out += unknown_fields(value, props[key], where)
         elif isinstance(extra, dict):
             out += unknown_fields(value, extra, where)
-        elif props is not None and path != "metadata" and not (path == "" and key == "metadata"):
+        elif props is not None:  # an object without declared fields (metadata) accepts any
             out.append(where)
     return out
 

@@ -58,7 +58,7 @@ def test_sweep_overrides_are_checked_per_value(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
     assert checks["simulator profile"]["verdict"].endswith("tp-size 1, 2")
-    assert checks["GPU count"]["verdict"].startswith("2 per trial")
+    assert checks["GPU count"]["verdict"] == "2 simulated h200_sxm per trial"
 
 
 def test_real_target_reports_every_problem(tmp_path):
