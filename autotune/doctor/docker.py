@@ -101,7 +101,9 @@ def image(cfg: DictConfig, client: Any, info: dict[str, Any]) -> Check:
             f"{ref} is not on this Docker host",
             f"docker pull {ref}, or set deploy.pull=true",
         )
-    proxy = info.get("HttpsProxy") or info.get("HttpProxy") or "no proxy"
+    from autotune.secrets import mask_url
+
+    proxy = mask_url(info.get("HttpsProxy") or info.get("HttpProxy") or "") or "no proxy"
     try:
         client.images.get_registry_data(ref)
     except Exception as e:

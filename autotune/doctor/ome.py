@@ -329,7 +329,7 @@ def access(apis: KubeApis, namespace: str) -> Check:
         return Check.fail(
             "RBAC",
             f"not allowed in namespace {namespace}: {', '.join(denied)}",
-            "ask for a Role with these verbs (docs/deploy.md), or pick another deploy.namespace",
+            f"ask for a Role granting them in {namespace} (kubectl auth can-i to verify), or pick another deploy.namespace",
         )
     return Check.ok(
         "RBAC", f"create/delete InferenceServices, read pods/logs/events in {namespace}"

@@ -80,4 +80,17 @@ def run_checks(cfg: DictConfig, budget_s: float = BUDGET_S, study_start: bool = 
                 )
             )
     pool.shutdown(wait=False, cancel_futures=True)
-    return Report(str(cfg.deploy.name), checks, time.monotonic() - started)
+    return Report(str(cfg.deploy.name), _scrubbed(checks), time.monotonic() - started)
+
+
+def _scrubbed(checks: list[Check]) -> list[Check]:
+    """No secret (HF token, a password in a URL, ...) in a verdict or a fix."""
+    from dataclasses import replace
+
+    from autotune import secrets
+
+    known = secrets.secret_values()
+    return [
+        replace(c, verdict=secrets.scrub(c.verdict, known), fix=secrets.scrub(c.fix, known))
+        for c in checks
+    ]

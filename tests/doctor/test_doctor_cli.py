@@ -95,3 +95,11 @@ def test_a_hanging_check_is_cut_at_the_budget(study_cfg, monkeypatch):
         or "did not answer" in report.checks[0].verdict
     )
     assert not report.ok and report.checks[1].name == "a"
+
+
+def test_no_secret_in_a_verdict(study_cfg, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_doctor_secret_value")
+    leak = Check.fail("x", "token hf_doctor_secret_value rejected", "not hf_doctor_secret_value")
+    monkeypatch.setattr(doctor_run, "checks_for", lambda *_: [lambda: leak])
+    (check,) = doctor_run.run_checks(study_cfg()).checks
+    assert check.verdict == "token *** rejected" and check.fix == "not ***"
