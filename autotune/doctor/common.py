@@ -143,24 +143,25 @@ def tracking_uri(cfg: DictConfig, start_dir: str | os.PathLike | None = None) ->
 
 
 def tracking_store(cfg: DictConfig, start_dir: str | os.PathLike | None = None) -> Check:
-    """The MLflow store answers and can be written."""
+    """The MLflow store answers, and (a file store) can be written."""
     from autotune.secrets import mask_url
 
     uri = tracking_uri(cfg, start_dir)
     shown = mask_url(uri)
     name = "tracking store"
     fix = "fix tracking.uri= / MLFLOW_TRACKING_URI, or start the tracking server"
+    ok = f"{shown} is writable"
     if uri.startswith("sqlite:///"):
         problem = _sqlite_problem(Path(uri[len("sqlite:///") :].split("?", 1)[0]))
     elif uri.startswith(("http://", "https://")):
-        problem = _http_problem(uri)
+        problem, ok = _http_problem(uri), f"{shown} answers /health"
     elif uri.startswith(("file:", "/")) or "://" not in uri:
         problem = _dir_problem(Path(uri.removeprefix("file://").removeprefix("file:")))
     else:
-        problem = _database_problem(uri)
+        problem, ok = _database_problem(uri), f"{shown} accepts connections"
     if problem:
         return Check.fail(name, f"{shown}: {problem}", fix)
-    return Check.ok(name, f"{shown} is writable")
+    return Check.ok(name, ok)
 
 
 def _dir_problem(directory: Path) -> str | None:

@@ -121,6 +121,18 @@ def test_tracking_server_down_fails_and_hides_the_password(study_cfg, health_ser
     assert "s3cret-pw" not in check.verdict
 
 
+def test_tracking_database_url(study_cfg, tmp_path):
+    """Real SQLAlchemy connections: a database URL that connects, and one that does not."""
+    ok = common.tracking_store(study_cfg(f"tracking.uri=sqlite+pysqlite:///{tmp_path}/db.sqlite"))
+    assert ok.status is Status.OK and ok.verdict.endswith("accepts connections")
+    port = 1  # nothing listens on port 1 of loopback
+    bad = common.tracking_store(
+        study_cfg(f"tracking.uri='postgresql://u:pw-secret@127.0.0.1:{port}/mlflow'")
+    )
+    assert bad.status is Status.FAIL and "cannot connect (OperationalError" in bad.verdict
+    assert "pw-secret" not in bad.verdict
+
+
 def test_free_disk(study_cfg, tmp_path):
     cfg = study_cfg(f"hydra.sweep.dir={tmp_path}/multirun/x")
     free = shutil.disk_usage(tmp_path).free / 2**30
