@@ -68,6 +68,7 @@ def _why(e: Exception) -> str:
 
 
 def ome_checks(cfg: DictConfig, apis: KubeApis | None = None) -> list[Check]:
+    """Every OME check of study ``cfg``; ``apis`` defaults to deploy.kube_context's cluster."""
     context = cfg.deploy.get("kube_context")
     if apis is None:
         try:
