@@ -54,6 +54,10 @@ def main() -> None:
 
     from autotune.study.validation import check_group_choices
 
+    if sys.argv[1:2] == ["doctor"]:
+        from autotune.doctor.cli import main as doctor
+
+        sys.exit(doctor(sys.argv[2:]))
     # Hydra's own "Could not find 'model/foo'" also lists schema entries and search
     # paths; name the choices a user has, and exit like the other bad input (2).
     errors = check_group_choices(sys.argv[1:], config_dir())

@@ -191,6 +191,8 @@ class AutotuneConfig:
     # Render what would be launched, contact nothing, exit 0.
     dry_run: bool = False
     seed: int = 0
+    # Run the doctor's checks at study start; a blocking problem stops the study.
+    preflight: bool = True
 
 
 def _directions(*, _root_: Any) -> list[str]:

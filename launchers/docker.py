@@ -410,6 +410,12 @@ class DockerLauncher(Launcher):
     def reap(cls) -> list[str]:
         return reap_containers()
 
+    @classmethod
+    def preflight_checks(cls, cfg: Any) -> list[Any]:
+        from autotune.doctor import targets
+
+        return targets.docker(cfg)
+
     def stop(self, endpoint: Endpoint) -> None:
         """stop(timeout) → full log saved → remove(force=True). Idempotent; never raises."""
         run: Running | None = endpoint.handle

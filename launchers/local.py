@@ -57,6 +57,12 @@ class LocalLauncher(Launcher):
         # not this host's virtualenv.
         return {**own, "python": str(trial_cfg["runtime"]["launch"][0])}
 
+    @classmethod
+    def preflight_checks(cls, cfg: Any) -> list[Any]:
+        from autotune.doctor import targets
+
+        return targets.local(cfg)
+
     # -- what is launched -------------------------------------------------------------
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         """The engine's argv: launch prefix, model, host, port, fixed args, trial flags."""

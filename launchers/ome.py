@@ -183,7 +183,7 @@ def _api_status(e: Exception) -> int | None:
     return getattr(e, "status", None)
 
 
-def _api_message(e: Exception) -> str:
+def api_message(e: Exception) -> str:
     body = getattr(e, "body", None)
     try:
         return json.loads(body)["message"]
@@ -262,6 +262,12 @@ class OmeLauncher(Launcher):
     @classmethod
     def reap(cls) -> list[str]:
         return reap_services()
+
+    @classmethod
+    def preflight_checks(cls, cfg: Any) -> list[Any]:
+        from autotune.doctor import targets
+
+        return targets.ome(cfg)
 
     # -- what is launched -------------------------------------------------------------
     def args(self, spec: LaunchSpec) -> list[str]:
@@ -390,7 +396,7 @@ class OmeLauncher(Launcher):
                 # webhook rejections (unknown model, runtime mismatch), RBAC, missing CRDs
                 raise TrialFailure(
                     Failure.DEPLOY_ERROR,
-                    f"the cluster refused InferenceService {dep.name}: {_api_message(e)}",
+                    f"the cluster refused InferenceService {dep.name}: {api_message(e)}",
                 ) from None
         old = self._get(dep) or {}
         owner = (old.get("metadata", {}).get("annotations") or {}).get("autotune.io/owner")
@@ -406,7 +412,7 @@ class OmeLauncher(Launcher):
             dep.created = True
         except Exception as e:
             raise TrialFailure(
-                Failure.DEPLOY_ERROR, f"could not create {dep.name}: {_api_message(e)}"
+                Failure.DEPLOY_ERROR, f"could not create {dep.name}: {api_message(e)}"
             ) from None
 
     def _get(self, dep: Deployment) -> dict[str, Any] | None:

@@ -52,6 +52,12 @@ class SimLauncher(LocalLauncher):
             raise ValueError(f"deploy.clock={self.clock!r}: use realtime or virtual")
         self.instant = self.clock == "virtual"
 
+    @classmethod
+    def preflight_checks(cls, cfg: Any) -> list[Any]:
+        from autotune.doctor import targets
+
+        return targets.sim(cfg)
+
     def tokenizer(self, spec: LaunchSpec) -> str:
         return str(spec.model.tokenizer or SIM_TOKENIZER)
 

@@ -191,6 +191,12 @@ class Launcher(abc.ABC):
         """Stop what a killed tuner left of this target (containers, services); their names."""
         return []
 
+    @classmethod
+    def preflight_checks(cls, cfg: Any) -> list[Any]:
+        """This target's doctor checks for study ``cfg``: zero-argument callables that
+        return an ``autotune.doctor.Check`` (or a list of them); see autotune/doctor/."""
+        return []
+
 
 @dataclass
 class BenchmarkRequest:

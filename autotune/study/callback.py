@@ -94,7 +94,11 @@ class StudyCallback(Callback):
             check_study(cfg)
             if cfg.dry_run:
                 return
-            self.service = StudyService.open(cfg, sweep_dir, n_trials)
+            from autotune.doctor.study import preflight
+
+            # Exits 1 with the doctor's message, nothing deployed, on a blocking problem.
+            report = preflight(cfg)
+            self.service = StudyService.open(cfg, sweep_dir, n_trials, preflight=report)
         except StudyError as e:
             exit_with(e)
         except SystemExit:

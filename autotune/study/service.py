@@ -105,8 +105,11 @@ class StudyService:
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
-    def open(cls, cfg: DictConfig, sweep_dir: Path, n_trials: int | None) -> StudyService:
-        """Everything before the first trial (see the module doc)."""
+    def open(
+        cls, cfg: DictConfig, sweep_dir: Path, n_trials: int | None, preflight: Any = None
+    ) -> StudyService:
+        """Everything before the first trial (see the module doc); ``preflight``: the
+        doctor's report, kept on the sweep run as preflight.json."""
         # Imported only now: mlflow takes seconds to import, and bad input must fail fast.
         from autotune import tracking
         from autotune.deploy import leftovers
@@ -140,6 +143,10 @@ class StudyService:
                 ],
             )
         service = cls._join(cfg, client, exp_id, uri, storage, sweep_dir, n_trials)
+        if preflight is not None:
+            from autotune.doctor.study import record
+
+            record(preflight, service.parent)
         service.guard.install(lambda: service._close_parent("KILLED"))
         service._announce(cfg, n_trials)
         return service

@@ -143,6 +143,16 @@ class MockCluster:
     create_error: ApiException | None = None
     delete_error: ApiException | None = None
     existing: dict[str, Any] | None = None  # an ISVC of the same name already there
+    # What the doctor's checks read (autotune/doctor/ome.py): cluster-scoped objects by
+    # (plural, name) — CRDs under "customresourcedefinitions" —, namespaced OME objects
+    # by (plural, namespace, name), nodes, secrets by (namespace, name), and the
+    # (verb, resource[/subresource]) pairs a SelfSubjectAccessReview denies.
+    cluster_objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    namespaced_objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    nodes: list[k8s.V1Node] = field(default_factory=list)
+    secrets: dict[tuple[str, str], k8s.V1Secret] = field(default_factory=dict)
+    denied: set[tuple[str, str]] = field(default_factory=set)
+    api_error: ApiException | None = None  # every discovery call fails with it
     calls: list[tuple[str, tuple, dict]] = field(default_factory=list)
     step: int = -1
     created: dict[str, Any] | None = None
@@ -152,6 +162,13 @@ class MockCluster:
         from autotune.launchers.ome import KubeClients
 
         return KubeClients(custom=_Custom(self), core=_Core(self))
+
+    def doctor_apis(self):
+        from autotune.doctor.ome import KubeApis
+
+        return KubeApis(
+            custom=_Custom(self), core=_Core(self), authz=_Authz(self), where="https://mock:6443"
+        )
 
     def _at(self, seq: list, default: Any) -> Any:
         if not seq:
@@ -179,6 +196,11 @@ class _Custom:
     def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict:
         _check(k8s.CustomObjectsApi.get_namespaced_custom_object, *args, **kwargs)
         self.c.calls.append(("get", args, kwargs))
+        if args[3] != "inferenceservices":
+            key = (args[3], args[2], args[4])
+            if key not in self.c.namespaced_objects:
+                raise api_error(404, f"{args[3]} {args[4]} not found")
+            return self.c.namespaced_objects[key]
         if self.c.created is None:
             if self.c.existing is not None and not self.c.deleted:
                 return self.c.existing
@@ -187,6 +209,14 @@ class _Custom:
             raise api_error(404, "not found")
         self.c.step += 1
         return {**self.c.created, "status": self.c._at(self.c.states, {})}
+
+    def get_cluster_custom_object(self, *args: Any, **kwargs: Any) -> dict:
+        _check(k8s.CustomObjectsApi.get_cluster_custom_object, *args, **kwargs)
+        self.c.calls.append(("get_cluster", args, kwargs))
+        key = (args[2], args[3])
+        if key not in self.c.cluster_objects:
+            raise api_error(404, f"{args[2]} {args[3]} not found")
+        return self.c.cluster_objects[key]
 
     def delete_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict:
         _check(k8s.CustomObjectsApi.delete_namespaced_custom_object, *args, **kwargs)
@@ -222,6 +252,26 @@ class _Core:
             raise api_error(400, f'container "ome-container" in pod "{name}" is waiting to start')
         return logs[name]
 
+    def get_api_resources(self, *args: Any, **kwargs: Any) -> k8s.V1APIResourceList:
+        _check(k8s.CoreV1Api.get_api_resources, *args, **kwargs)
+        self.c.calls.append(("api_resources", args, kwargs))
+        if self.c.api_error is not None:
+            raise self.c.api_error
+        return k8s.V1APIResourceList(group_version="v1", resources=[])
+
+    def list_node(self, *args: Any, **kwargs: Any) -> k8s.V1NodeList:
+        _check(k8s.CoreV1Api.list_node, *args, **kwargs)
+        self.c.calls.append(("list_nodes", args, kwargs))
+        return k8s.V1NodeList(items=list(self.c.nodes))
+
+    def read_namespaced_secret(self, *args: Any, **kwargs: Any) -> k8s.V1Secret:
+        _check(k8s.CoreV1Api.read_namespaced_secret, *args, **kwargs)
+        self.c.calls.append(("read_secret", args, kwargs))
+        key = (args[1], args[0])
+        if key not in self.c.secrets:
+            raise api_error(404, f'secrets "{args[0]}" not found')
+        return self.c.secrets[key]
+
     def list_namespaced_event(self, *args: Any, **kwargs: Any) -> k8s.CoreV1EventList:
         _check(k8s.CoreV1Api.list_namespaced_event, *args, **kwargs)
         self.c.calls.append(("list_events", args, kwargs))
@@ -235,4 +285,30 @@ def event(reason: str, message: str, kind: str = "Warning") -> k8s.CoreV1Event:
         reason=reason,
         message=message,
         type=kind,
+    )
+
+
+class _Authz:
+    def __init__(self, cluster: MockCluster) -> None:
+        self.c = cluster
+
+    def create_self_subject_access_review(self, *args: Any, **kwargs: Any):
+        _check(k8s.AuthorizationV1Api.create_self_subject_access_review, *args, **kwargs)
+        self.c.calls.append(("access_review", args, kwargs))
+        attrs = args[0].spec.resource_attributes
+        what = attrs.resource + (f"/{attrs.subresource}" if attrs.subresource else "")
+        allowed = (attrs.verb, what) not in self.c.denied
+        return k8s.V1SelfSubjectAccessReview(
+            spec=args[0].spec, status=k8s.V1SubjectAccessReviewStatus(allowed=allowed)
+        )
+
+
+def node(name: str, gpus: int, labels: dict[str, str] | None = None, cordoned: bool = False):
+    """A node as ``list_node`` returns it (allocatable nvidia.com/gpu from the device plugin)."""
+    return k8s.V1Node(
+        metadata=k8s.V1ObjectMeta(name=name, labels=labels or {}),
+        spec=k8s.V1NodeSpec(unschedulable=cordoned or None),
+        status=k8s.V1NodeStatus(
+            allocatable={"cpu": "96", "memory": "1Ti", "nvidia.com/gpu": str(gpus)}
+        ),
     )

@@ -71,6 +71,13 @@ class SimDockerLauncher(DockerLauncher):
             raise ValueError(f"deploy.clock={self.clock!r}: a container runs in real time only")
         self.python = self.python or sys.executable
 
+    @classmethod
+    def preflight_checks(cls, cfg: Any) -> list[Any]:
+        from autotune.doctor import targets
+        from autotune.doctor.docker import docker_checks
+
+        return [lambda: docker_checks(cfg), *targets.sim(cfg)]
+
     def _sim(self, host: str) -> Any:
         from autotune.launchers.sim import SimLauncher
 
