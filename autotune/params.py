@@ -62,29 +62,37 @@ def canonical_name(name: str, flags: Mapping[str, Any], aliases: Mapping[str, st
     )
 
 
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    return int(value) if isinstance(value, float) else int(str(value))
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    return float(value)
+
+
+_CONVERT = {"bool": _as_bool, "int": _as_int, "float": _as_float}
+
+
 def coerce(name: str, value: Any, spec: Any) -> Any:
     """Check ``value`` against the flag's spec and return it with the right type."""
     kind = _spec_get(spec, "type", "str")
     try:
-        if kind == "bool":
-            if isinstance(value, bool):
-                out: Any = value
-            elif str(value).lower() in ("true", "1", "yes", "on"):
-                out = True
-            elif str(value).lower() in ("false", "0", "no", "off"):
-                out = False
-            else:
-                raise ValueError
-        elif kind == "int":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            out = int(str(value)) if not isinstance(value, float) else int(value)
-        elif kind == "float":
-            if isinstance(value, bool):
-                raise ValueError
-            out = float(value)
-        else:
-            out = str(value)
+        out = _CONVERT.get(kind, str)(value)
     except (TypeError, ValueError):
         raise ParamError(f"params.{name}={value!r}: expected a {kind} value.") from None
     choices = _spec_get(spec, "choices")
