@@ -40,12 +40,19 @@ def pytest_configure(config: pytest.Config) -> None:
     """Install the test plug-in packages before anything composes a config."""
     global _plugin_site
     _plugin_site = tempfile.mkdtemp(prefix="autotune-test-plugins-")
-    packages = sorted(str(p) for p in PLUGINS.iterdir() if (p / "pyproject.toml").is_file())
+    # Built from copies: setuptools writes build/ and *.egg-info beside the sources.
+    sources = Path(_plugin_site) / "src"
+    packages = []
+    for p in sorted(PLUGINS.iterdir()):
+        if (p / "pyproject.toml").is_file():
+            shutil.copytree(p, sources / p.name, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+            packages.append(str(sources / p.name))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
          "--no-index", "--target", _plugin_site, *packages],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
+    shutil.rmtree(sources)
     sys.path.insert(0, _plugin_site)
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (_plugin_site, os.environ.get("PYTHONPATH")) if p
