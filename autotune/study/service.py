@@ -218,11 +218,17 @@ class StudyService:
             if worker_name(cfg)
             else ""
         )
+        from autotune.tracking.links import DEFAULT_UI, runs_view_url
+
         shown = secrets.mask_url(info.tracking_uri)
+        if shown.startswith(("http://", "https://")):  # an MLflow server: its own UI
+            ui, start_ui = shown, ""
+        else:
+            ui, start_ui = DEFAULT_UI, f"mlflow ui --backend-store-uri {shown}, then "
         console.print(
             f"[bold]Study {info.name}[/]{banner}: {n_trials or '?'} trial(s) on "
             f"deploy={cfg.deploy.name}{team}, tracking {shown}\n"
-            f"  watch: mlflow ui --backend-store-uri {shown}",
+            f"  watch: {start_ui}{runs_view_url(ui, info.experiment_id)}",
             highlight=False,
         )
 
