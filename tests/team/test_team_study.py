@@ -16,8 +16,8 @@ from collections import Counter
 import mlflow
 import optuna
 import pytest
-from conftest import Study, wait_ok
 from mlflow.tracking import MlflowClient
+from team_servers import Study, wait_ok
 
 from autotune import tracking
 
