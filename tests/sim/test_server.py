@@ -285,7 +285,7 @@ def chat_prompt_tokens(messages: list[dict]) -> int:
 
 
 def test_parser_prefixes_and_types():
-    from autotune.sim.server import build_parser, engine_flags, explicit_flags
+    from autotune.sim.server_args import build_parser, engine_flags, explicit_flags
 
     p = build_parser()
     ns = p.parse_args(
@@ -337,16 +337,16 @@ def test_faults_parse():
 
 
 def test_chunk_bounds():
-    from autotune.sim.server import _chunk_bounds
+    from autotune.sim.http_api import chunk_bounds
 
-    assert _chunk_bounds(1, 6) == [1]
-    assert _chunk_bounds(2, 6) == [1, 2]
-    assert _chunk_bounds(128, 6) == [1, 26, 52, 77, 103, 128]
-    assert len(_chunk_bounds(10_000, 6)) == 6
+    assert chunk_bounds(1, 6) == [1]
+    assert chunk_bounds(2, 6) == [1, 2]
+    assert chunk_bounds(128, 6) == [1, 26, 52, 77, 103, 128]
+    assert len(chunk_bounds(10_000, 6)) == 6
 
 
 def test_prompt_counter_matches_tokenizer():
-    from autotune.sim.server import SIM_TOKENIZER_DIR, PromptCounter
+    from autotune.sim.prompt_tokens import SIM_TOKENIZER_DIR, PromptCounter
 
     pc = PromptCounter(SIM_TOKENIZER_DIR)
     msgs = [
