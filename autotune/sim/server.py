@@ -48,6 +48,7 @@ from autotune.sim.faults import Faults, parse_faults
 from autotune.sim.http_api import SimServer
 from autotune.sim.server_args import build_parser, explicit_flags
 from autotune.sim.startup import start_up
+from autotune.sim.versions import UnsupportedVersion, sglang_defaults
 
 logger = logging.getLogger("sglang.srt.entrypoints.http_server")
 sched_logger = logging.getLogger("sglang.srt.managers.scheduler")
@@ -124,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         faults = parse_faults(args.sim_fault)
     except ValueError as err:
+        parser.error(str(err))
+    try:
+        sglang_defaults(args.sim_sglang_version)
+    except UnsupportedVersion as err:
         parser.error(str(err))
     if faults.fail_start == "bad-flag":
         parser.error("ambiguous option: --pp could match --pp-size, --pp-max-micro-batch-size")

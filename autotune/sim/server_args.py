@@ -119,6 +119,13 @@ def _add_sim_options(sim: argparse._ArgumentGroup, suppress_defaults: bool) -> N
     simarg("--sim-gpu", default="h200_sxm", help="simulated GPU (h200_sxm, h100_sxm, ...)")
     simarg("--sim-dtype", default="bf16", choices=["bf16", "fp8"], help="weight/compute dtype")
     simarg("--sim-seed", type=int, default=0, help="seed of the simulator's randomness")
+    simarg(
+        "--sim-sglang-version",
+        "--sglang-version",
+        default=None,
+        help="SGLang version whose start-up defaults are imitated (default: "
+        "autotune.sim.versions.DEFAULT_SGLANG_VERSION)",
+    )
     simarg("--sim-startup-s", type=float, default=1.0, help="simulated load time (seconds)")
     simarg("--sim-max-chunks", type=int, default=4, help="streamed chunks per response (>=2)")
     simarg(

@@ -173,6 +173,7 @@ def _build(args: argparse.Namespace, given: set[str]) -> tuple[Engine, dict[str,
             gpu=args.sim_gpu,
             dtype=args.sim_dtype,
             seed=args.sim_seed,
+            sglang_version=args.sim_sglang_version,
         )
     except (SimStartupError, ValueError) as err:
         return err

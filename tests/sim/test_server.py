@@ -115,7 +115,7 @@ def install_fake_engine() -> None:
 
     from autotune.sim.types import SimStartupError
 
-    def build_engine(flags, *, model, gpu, dtype="bf16", seed=0):
+    def build_engine(flags, *, model, gpu, dtype="bf16", seed=0, sglang_version=None):
         if flags.get("mem-fraction-static", 0.9) < 0.2:
             raise SimStartupError(
                 "Not enough memory. Please try to increase --mem-fraction-static. "
@@ -307,6 +307,7 @@ def test_parser_prefixes_and_types():
         (["--no-such-flag", "1"], "unrecognized arguments: --no-such-flag"),
         (["--schedule-policy", "nope"], "argument --schedule-policy: invalid choice"),
         (["--sim-fault", "explode"], "invalid --sim-fault"),
+        (["--sglang-version", "0.3.0"], "SGLang 0.3.0 is not simulated"),
     ],
 )
 def test_bad_flags_exit_2(argv, message, capsys):

@@ -18,6 +18,7 @@ MODULES = [
     "autotune.sim.server_args",
     "autotune.sim.prompt_tokens",
     "autotune.sim.http_api",
+    "autotune.sim.versions",
 ]
 
 
