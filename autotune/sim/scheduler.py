@@ -617,7 +617,8 @@ class SimEngine:
                 self.new_token_ratio - steps * self.ratio_decay, self.min_ratio
             )
         mean_ctx = (self._run_ctx + n * self.counter) / n + (steps + 1) / 2.0
-        per_step = self.perf.decode_ms(n, mean_ctx, graph_bs=self._graph_pad_for(n))
+        per_rank = -(-n // self.perf.dp)  # CUDA graphs are captured per DP rank
+        per_step = self.perf.decode_ms(n, mean_ctx, graph_bs=self._graph_pad_for(per_rank))
         duration = per_step * steps / 1000.0
         end = now + duration
         self._advance_decode(steps, events, end)

@@ -19,7 +19,13 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from autotune.sim.perf import available_profiles, load_perf, load_profile, unknown_profile_message
+from autotune.sim.perf import (
+    available_profiles,
+    load_perf,
+    load_profile,
+    profile_layout,
+    unknown_profile_message,
+)
 from autotune.sim.types import SimStartupError
 from autotune.sim.versions import DEFAULT_SGLANG_VERSION, gpu_memory_mb, sglang_defaults
 
@@ -42,6 +48,9 @@ ALIASES = {
     "tensor-parallel-size": "tp-size",
     "mem-frac": "mem-fraction-static",
     "cuda-graph-max-bs-decode": "cuda-graph-max-bs",
+    "ep": "ep-size",
+    "expert-parallel-size": "ep-size",
+    "data-parallel-size": "dp-size",
 }
 INT_FLAGS = {
     "tp-size",
@@ -51,9 +60,23 @@ INT_FLAGS = {
     "max-prefill-tokens",
     "cuda-graph-max-bs",
     "context-length",
+    "ep-size",
+    "dp-size",
 }
 FLOAT_FLAGS = {"mem-fraction-static", "schedule-conservativeness"}
-BOOL_FLAGS = {"disable-cuda-graph", "disable-radix-cache", "enable-mixed-chunk"}
+BOOL_FLAGS = {
+    "disable-cuda-graph",
+    "disable-radix-cache",
+    "enable-mixed-chunk",
+    "enable-dp-attention",
+}
+# Modelled for mixture-of-experts profiles only; on a dense model they are listed as
+# ignored (SGLang's dp-size without dp-attention runs replicas, which one simulated
+# server does not model either).
+MOE_FLAGS = {"ep-size", "dp-size", "enable-dp-attention"}
+# Schedule conservativeness is scaled by this with DP attention (server_args.py, every
+# version read: shared/notes/sglang-versions.md section 2).
+DP_ATTENTION_CONSERVATIVENESS = 0.3
 STR_FLAGS = {"schedule-policy", "kv-cache-dtype"}
 MODELLED_FLAGS = INT_FLAGS | FLOAT_FLAGS | BOOL_FLAGS | STR_FLAGS
 
@@ -84,6 +107,9 @@ class SimSettings:
     flags: dict[str, Any] = field(default_factory=dict)
     kv_bytes_per_token: int = 0
     hf_model: str = ""
+    ep_size: int = 1
+    dp_attention_size: int = 1  # > 1: --enable-dp-attention with this --dp-size
+    moe_layout: str = ""  # the profile variant (autotune.sim.perf.profile_layout)
     sglang_version: str = DEFAULT_SGLANG_VERSION
     retract_to_next_step: bool = True  # 0.5.3+ (autotune.sim.versions)
     ratio_denominator_plus_one: bool = True  # 0.5.5+
@@ -94,7 +120,10 @@ class SimSettings:
             "model_path": self.hf_model,
             "served_model_name": self.hf_model,
             "tp_size": self.tp_size,
-            "dp_size": 1,
+            "dp_size": self.dp_attention_size,
+            "ep_size": self.ep_size,
+            "enable_dp_attention": self.dp_attention_size > 1,
+            "moe_layout": self.moe_layout,
             "pp_size": 1,
             "mem_fraction_static": self.mem_fraction_static,
             "max_total_num_tokens": self.max_total_num_tokens,
@@ -283,6 +312,31 @@ def _cap_pool(pool: int, user_total: int | None) -> int:
     return pool
 
 
+def _moe_layout(typed: dict[str, Any], prof: dict[str, Any], tp: int) -> tuple[str, int, int]:
+    """(profile layout, ep size, DP-attention ranks) for the MoE flags.
+
+    SGLang splits the experts over ``--ep-size`` GPUs (the rest by TP) and, with
+    ``--enable-dp-attention``, runs attention data-parallel over ``--dp-size`` ranks.
+    The profiles hold ep in {1, tp} and dp-attention over all tp GPUs.
+    """
+    ep = typed.get("ep-size", 1)
+    dpa = typed.get("enable-dp-attention", False)
+    dp = typed.get("dp-size", 1) if dpa else 1
+    if ep not in (1, tp):
+        raise ValueError(f"--ep-size={ep}: the simulated {prof['model']} has ep-size 1 or {tp}")
+    if dpa and dp != tp:
+        raise ValueError(
+            f"--enable-dp-attention needs --dp-size={tp} (the tp-size) in the simulator; got {dp}"
+        )
+    layout = "_".join(part for part in (f"ep{ep}" * (ep > 1), f"dpa{dp}" * (dp > 1)) if part)
+    error = (prof.get("layout_errors") or {}).get(layout)
+    if error:
+        # What SGLang's FP8 MoE weight loader raises for a slice it cannot block-quantise.
+        raise SimStartupError(f"ValueError: {error} Use --ep-size={tp} or a smaller --tp-size.")
+    profile_layout(prof, layout)  # ValueError if not baked
+    return layout, ep, dp
+
+
 def resolve_settings(
     flags: dict[str, Any] | None = None,
     *,
@@ -303,7 +357,14 @@ def resolve_settings(
     rules = sglang_defaults(sglang_version)
     tp = typed.get("tp-size", 1)
     prof = _known_profile(model, gpu, dtype, tp)
-    mem = prof["memory"]
+    if "num_experts" in prof["arch"]:
+        layout, ep, dp = _moe_layout(typed, prof, tp)
+        if dp == 1 and "dp-size" in typed:
+            ignored = sorted({*ignored, "dp-size"})  # replicas: not one server's business
+    else:
+        layout, ep, dp = "", 1, 1
+        ignored = sorted(set(ignored) | (MOE_FLAGS & set(typed)))
+    mem = profile_layout(prof, layout)["memory"]
     gpu_mem_mb = gpu_memory_mb(gpu, float(mem["gpu_mem_bytes"]) / (1 << 20))
 
     chunk = typed.get("chunked-prefill-size") or rules.chunked_prefill_size(gpu_mem_mb)
@@ -313,7 +374,14 @@ def resolve_settings(
     disable_graph = typed.get("disable-cuda-graph", False)
     fraction = typed.get("mem-fraction-static")
     if fraction is None:
-        fraction = rules.mem_fraction_static(gpu_mem_mb, tp, chunk, graph_max_bs)
+        fraction = rules.mem_fraction_static(
+            gpu_mem_mb,
+            tp,
+            chunk,
+            graph_max_bs,
+            dp_attention=dp > 1,
+            mla=bool(prof["arch"].get("mla")),
+        )
     max_prefill = typed.get("max-prefill-tokens", DEFAULT_MAX_PREFILL_TOKENS)
     context_len = int(prof["arch"]["context_len"])
     context_len = min(typed.get("context-length", context_len), context_len) or context_len
@@ -332,11 +400,15 @@ def resolve_settings(
         free_before, float(mem["weights_bytes"]), fraction, activations, kv_bytes, graph_bytes
     )
     pool = _cap_pool(pool, typed.get("max-total-tokens"))
-
+    # Each DP-attention rank has its own pool and request slots (its own scheduler).
     req_pool = min(max(int(pool / context_len * 512), 2048), 4096)
     max_running = typed.get("max-running-requests")
     if max_running is None or max_running <= 0:
-        max_running = min(pool // 2, req_pool)
+        max_running = min(pool // 2, req_pool) * dp
+    pool *= dp
+    conservativeness = typed.get("schedule-conservativeness", 1.0)
+    if dp > 1:
+        conservativeness *= DP_ATTENTION_CONSERVATIVENESS
     return SimSettings(
         model=model,
         gpu=gpu,
@@ -348,7 +420,7 @@ def resolve_settings(
         chunked_prefill_size=chunk,
         max_prefill_tokens=max_prefill,
         schedule_policy=typed.get("schedule-policy", rules.schedule_policy),
-        schedule_conservativeness=typed.get("schedule-conservativeness", 1.0),
+        schedule_conservativeness=conservativeness,
         cuda_graph_max_bs=graph_max_bs,
         cuda_graph_bs=[] if disable_graph else cuda_graph_batch_sizes(graph_max_bs),
         disable_cuda_graph=disable_graph,
@@ -363,6 +435,9 @@ def resolve_settings(
         sglang_version=rules.version,
         retract_to_next_step=rules.retract_to_next_step,
         ratio_denominator_plus_one=rules.ratio_denominator_plus_one,
+        ep_size=ep,
+        dp_attention_size=dp,
+        moe_layout=layout,
     )
 
 
@@ -387,7 +462,14 @@ def build_engine(
     settings = resolve_settings(
         flags, model=model, gpu=gpu, dtype=dtype, sglang_version=sglang_version
     )
-    perf = load_perf(model, gpu, dtype, settings.tp_size)
+    perf = load_perf(
+        model,
+        gpu,
+        dtype,
+        settings.tp_size,
+        layout=settings.moe_layout,
+        dp=settings.dp_attention_size,
+    )
     return SimEngine(settings, perf, seed=seed)
 
 

@@ -189,9 +189,10 @@ class _MemoryLog:
         info = built[1] if built else {}
         tp = int(info.get("tp_size") or args.tp_size or 1)
         try:
-            from autotune.sim.perf import load_profile
+            from autotune.sim.perf import load_profile, profile_layout
 
-            mem = load_profile(args.sim_model, args.sim_gpu, args.sim_dtype, tp)["memory"]
+            prof = load_profile(args.sim_model, args.sim_gpu, args.sim_dtype, tp)
+            mem = profile_layout(prof, info.get("moe_layout") or "")["memory"]
         except (ImportError, ValueError, KeyError, OSError):
             mem = {}
         gib = float(1 << 30)
@@ -210,7 +211,13 @@ class _MemoryLog:
 
 
 def _architecture(sim_model: str) -> str:
-    for prefix, arch in (("qwen3", "Qwen3ForCausalLM"), ("qwen2", "Qwen2ForCausalLM")):
+    known = (
+        ("deepseek", "DeepseekV3ForCausalLM"),
+        ("qwen3-235b", "Qwen3MoeForCausalLM"),
+        ("qwen3", "Qwen3ForCausalLM"),
+        ("qwen2", "Qwen2ForCausalLM"),
+    )
+    for prefix, arch in known:
         if sim_model.lower().startswith(prefix):
             return arch
     return "LlamaForCausalLM"

@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 # same architecture under another name (Llama 3.3 70B is Llama 3.1 70B's architecture).
 MODEL_ALIASES = {
     "llama-3.3-70b": "llama-3.1-70b",
+    "deepseek-r1": "deepseek-v3",
+    "deepseek-r1-0528": "deepseek-v3",
+    "deepseek-v3-0324": "deepseek-v3",
 }
 # The measured runs are not wave-synchronised the way a perfectly fixed output
 # length would make them (finish times drift apart); a +-20 % spread of output
@@ -101,6 +104,8 @@ class SiliconRow:
     precision: str = ""
     sglang_version: str = ""
     pp: int = 1
+    ep: int = 1  # moe_ep_size
+    attention_dp: int = 1  # attention_dp_size (> 1: SGLang's --enable-dp-attention)
     problem: str = ""  # a malformed row: what is wrong with it
 
 
@@ -153,13 +158,16 @@ def _parse_row(rec: dict[str, str]) -> SiliconRow:
         numbers = {
             "tp": int(_number(rec, "tp_size", 1)),
             "pp": int(_number(rec, "pp_size", 1)),
+            "ep": int(_number(rec, "moe_ep_size", 1)),
+            "attention_dp": int(_number(rec, "attention_dp_size", 1)),
             "isl": int(_number(rec, "isl")),
             "osl": int(_number(rec, "osl")),
             "concurrency": int(_number(rec, "batch_size")),
             "ttft_ms": _number(rec, "silicon_ttft_ms"),
             "tpot_ms": _number(rec, "silicon_tpot_ms"),
         }
-        bad = [k for k in ("tp", "pp", "isl", "osl", "concurrency") if numbers[k] < 1]
+        positive = ("tp", "pp", "ep", "attention_dp", "isl", "osl", "concurrency")
+        bad = [k for k in positive if numbers[k] < 1]
         bad += [k for k in ("ttft_ms", "tpot_ms") if numbers[k] <= 0]
         if bad:
             raise ValueError(f"{', '.join(bad)} must be positive")
@@ -222,6 +230,20 @@ def check_row(row: SiliconRow) -> None:
         raise RowFailure(reason, f"no profile {row.model}/{row.gpu}/{row.dtype}/tp{row.tp}")
 
 
+def row_flags(row: SiliconRow) -> dict[str, Any]:
+    """The SGLang flags of a row's parallel layout (``tp_size`` is the replica's GPUs).
+
+    >>> row_flags(SiliconRow("", "m", "g", "fp8", 8, 1, 1, 1, 1.0, 1.0, ep=8, attention_dp=8))
+    {'tp-size': 8, 'ep-size': 8, 'enable-dp-attention': True, 'dp-size': 8}
+    """
+    flags: dict[str, Any] = {"tp-size": row.tp}
+    if row.ep > 1:
+        flags["ep-size"] = row.ep
+    if row.attention_dp > 1:
+        flags.update({"enable-dp-attention": True, "dp-size": row.attention_dp})
+    return flags
+
+
 def simulate_row(
     row: SiliconRow,
     *,
@@ -232,7 +254,7 @@ def simulate_row(
 ) -> tuple[float, float]:
     """Mean (TTFT ms, TPOT ms) of one simulated replay of ``row``."""
     engine = build_engine(
-        {"tp-size": row.tp},
+        row_flags(row),
         model=row.model,
         gpu=row.gpu,
         dtype=row.dtype,
@@ -267,6 +289,8 @@ def _row_head(row: SiliconRow) -> dict[str, Any]:
         "dtype": row.dtype or row.precision,
         "sglang_version": row.sglang_version,
         "tp": row.tp,
+        "ep": row.ep,
+        "attention_dp": row.attention_dp,
         "isl": row.isl,
         "osl": row.osl,
         "concurrency": row.concurrency,

@@ -790,3 +790,20 @@ def test_prompt_larger_than_kv_pool_is_rejected(server_factory):
     code, raw = srv.post("/v1/completions", {"prompt": "hello " * 100, "max_tokens": 4})
     assert code == 200 and json.loads(raw)["usage"]["completion_tokens"] == 4
     assert "Finish: rid=" in srv.log()
+
+
+@real_engine
+def test_moe_server_with_expert_parallelism_dp_attention_and_an_older_version(server_factory):
+    srv = server_factory("--sim-model", "qwen3-235b-a22b", "--sim-dtype", "fp8", "--tp", "8",
+                         "--ep-size", "8", "--enable-dp-attention", "--dp-size", "8",
+                         "--sglang-version", "0.5.1.post1", model="Qwen/Qwen3-235B-A22B-FP8")  # fmt: skip
+    info = json.loads(srv.get("/get_server_info")[1])
+    assert (info["ep_size"], info["dp_size"], info["enable_dp_attention"]) == (8, 8, True)
+    assert info["version"] == "0.5.1.post1 (simulated)" and info["ignored_flags"] == []
+    # 0.5.1's rule on 143771 MiB: reserved (12 + 8/2) GiB + 4 GiB for dp-attention
+    assert info["mem_fraction_static"] == 0.858
+    code, raw = srv.post(
+        "/v1/completions", {"model": "m", "prompt": "hello", "max_tokens": 4, "stream": False}
+    )
+    assert code == 200 and json.loads(raw)["usage"]["completion_tokens"] == 4
+    assert "Qwen3MoeForCausalLM" in srv.log()
