@@ -308,6 +308,8 @@ def evaluate_row(row: SiliconRow, **kwargs: Any) -> dict[str, Any]:
         return {**out, "failure": err.reason, "message": str(err)}
     except SimStartupError as err:
         return {**out, "failure": "startup_failure", "message": str(err).splitlines()[0]}
+    except ValueError as err:  # a layout the profiles lack (ep-size, dp attention ...)
+        return {**out, "failure": "unsupported_parallelism", "message": str(err)}
     except Exception as err:  # one bad row must not cost the report of all the others
         logger.exception("row %s: simulation failed", row.row_id)
         return {**out, "failure": "simulation_error", "message": f"{type(err).__name__}: {err}"}

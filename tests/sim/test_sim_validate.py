@@ -52,6 +52,9 @@ def test_unknown_and_impossible_rows_are_classified(tmp_path):
             {"backend_version": "nightly-dev"},
             {"tp_size": "3"},
             {"pp_size": "2"},
+            {"moe_ep_size": "2"},  # expert parallelism on a dense model: ignored, predicted
+            # Qwen3-235B at tp 4 with ep 2: a layout the profiles lack
+            {"model_path": "Qwen/Qwen3-235B-A22B-FP8", "tp_size": "4", "moe_ep_size": "2"},
             # Llama-3.1-70B BF16 on one 80 GB H100: 131 GiB of weights cannot load.
             {
                 "model_path": "meta-llama/Llama-3.1-70B-Instruct",
@@ -66,25 +69,25 @@ def test_unknown_and_impossible_rows_are_classified(tmp_path):
     )
     rc, out, per_row = _validate(rows, "--per-row")
     assert rc == 0
-    assert (out["rows"], out["predicted"], out["failed"]) == (12, 2, 10)
-    assert out["coverage"] == round(2 / 12, 4)
+    assert (out["rows"], out["predicted"], out["failed"]) == (14, 3, 11)
+    assert out["coverage"] == round(3 / 14, 4)
     assert out["failures"] == {
         "malformed_row": 2,
         "startup_failure": 1,
         "unknown_dtype": 1,
         "unknown_gpu": 1,
         "unknown_model": 1,
-        "unsupported_parallelism": 1,
+        "unsupported_parallelism": 2,
         "unsupported_tp": 1,
         "unsupported_version": 2,
     }
     assert out["excluded"] == {"vllm/agg": 1}
     assert 0 <= out["tpot_mape"] < 1 and out["ttft_mape"] >= 0
-    assert len(per_row) == 12
+    assert len(per_row) == 14
     startup = [r for r in per_row if r.get("failure") == "startup_failure"]
     assert startup[0]["message"].startswith("Not enough memory")
     predicted = [r for r in per_row if "failure" not in r]
-    assert [r["sglang_version"] for r in predicted] == ["0.5.6.post2", "0.5.1.post1"]
+    assert [r["sglang_version"] for r in predicted] == ["0.5.6.post2", "0.5.1.post1", "0.5.6.post2"]
 
 
 def test_nothing_predicted_still_prints_the_summary(tmp_path):
