@@ -391,6 +391,7 @@ def resolve_settings(
     # Activations of the largest forward, sized the way aiconfigurator's SGLang
     # memory model does; they live outside the static pool.
     act_tokens = chunk if chunk > 0 else max_prefill
+    act_tokens = -(-act_tokens // dp)  # a DP-attention rank runs its share of the chunk
     activations = max(
         float(mem["activation_bytes_per_token"]) * act_tokens, float(mem["activation_min_bytes"])
     )
