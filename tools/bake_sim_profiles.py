@@ -161,22 +161,25 @@ def monotone_2d(rows: list[list[float]]) -> list[list[float]]:
 
 
 def moe_layouts(tp: int) -> dict[str, dict[str, int]]:
-    """aiconfigurator's parallel layout for each variant of a ``tp``-GPU MoE replica.
+    """aiconfigurator's parallel layout for each variant of a ``tp``-GPU MoE replica:
+    ``--ep-size E`` and ``--enable-dp-attention --dp-size D`` for every E, D dividing tp
+    (attention TP tp/D inside each DP rank; experts TP tp/E x EP E).
 
-    >>> sorted(moe_layouts(4))
-    ['', 'dpa4', 'ep4', 'ep4_dpa4']
+    >>> sorted(moe_layouts(2))
+    ['', 'dpa2', 'ep2', 'ep2_dpa2']
     """
-    return {
-        "": {"tp_size": tp, "attention_dp_size": 1, "moe_tp_size": tp, "moe_ep_size": 1},
-        f"ep{tp}": {"tp_size": tp, "attention_dp_size": 1, "moe_tp_size": 1, "moe_ep_size": tp},
-        f"dpa{tp}": {"tp_size": 1, "attention_dp_size": tp, "moe_tp_size": tp, "moe_ep_size": 1},
-        f"ep{tp}_dpa{tp}": {
-            "tp_size": 1,
-            "attention_dp_size": tp,
-            "moe_tp_size": 1,
-            "moe_ep_size": tp,
-        },
-    }
+    sizes = [n for n in range(1, tp + 1) if tp % n == 0]
+    out = {}
+    for ep in sizes:
+        for dp in sizes:
+            key = "_".join(p for p in (f"ep{ep}" * (ep > 1), f"dpa{dp}" * (dp > 1)) if p)
+            out[key] = {
+                "tp_size": tp // dp,
+                "attention_dp_size": dp,
+                "moe_tp_size": tp // ep,
+                "moe_ep_size": ep,
+            }
+    return out
 
 
 def _model_path(name: str, tmp: Path) -> str:

@@ -316,23 +316,19 @@ def _moe_layout(typed: dict[str, Any], prof: dict[str, Any], tp: int) -> tuple[s
     """(profile layout, ep size, DP-attention ranks) for the MoE flags.
 
     SGLang splits the experts over ``--ep-size`` GPUs (the rest by TP) and, with
-    ``--enable-dp-attention``, runs attention data-parallel over ``--dp-size`` ranks.
-    The profiles hold ep in {1, tp} and dp-attention over all tp GPUs.
+    ``--enable-dp-attention``, runs attention data-parallel over ``--dp-size`` ranks;
+    both must divide ``--tp-size`` (the profiles hold every such layout).
     """
     ep = typed.get("ep-size", 1)
-    dpa = typed.get("enable-dp-attention", False)
-    dp = typed.get("dp-size", 1) if dpa else 1
-    if ep not in (1, tp):
-        raise ValueError(f"--ep-size={ep}: the simulated {prof['model']} has ep-size 1 or {tp}")
-    if dpa and dp != tp:
-        raise ValueError(
-            f"--enable-dp-attention needs --dp-size={tp} (the tp-size) in the simulator; got {dp}"
-        )
+    dp = typed.get("dp-size", 1) if typed.get("enable-dp-attention", False) else 1
+    for flag, size in (("ep-size", ep), ("dp-size", dp)):
+        if size < 1 or tp % size:
+            raise ValueError(f"--{flag}={size} must divide --tp-size={tp}")
     layout = "_".join(part for part in (f"ep{ep}" * (ep > 1), f"dpa{dp}" * (dp > 1)) if part)
     error = (prof.get("layout_errors") or {}).get(layout)
     if error:
         # What SGLang's FP8 MoE weight loader raises for a slice it cannot block-quantise.
-        raise SimStartupError(f"ValueError: {error} Use --ep-size={tp} or a smaller --tp-size.")
+        raise SimStartupError(f"ValueError: {error} Use a larger --ep-size or a smaller --tp-size.")
     profile_layout(prof, layout)  # ValueError if not baked
     return layout, ep, dp
 

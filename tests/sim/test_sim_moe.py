@@ -52,12 +52,19 @@ def test_impossible_layouts_fail_like_sglang():
     # FP8 experts of 1536 columns split 8 ways are not whole 128-wide blocks.
     with pytest.raises(SimStartupError, match="weight_block_size=128"):
         build_engine({"tp-size": 8}, **QWEN)
-    with pytest.raises(ValueError, match="ep-size 1 or 8"):
-        build_engine({"tp-size": 8, "ep-size": 4}, **QWEN)
-    with pytest.raises(ValueError, match="--dp-size=8"):
+    with pytest.raises(ValueError, match="must divide --tp-size=8"):
+        build_engine({"tp-size": 8, "ep-size": 3}, **QWEN)
+    with pytest.raises(ValueError, match="--dp-size=3 must divide"):
         build_engine(
-            {"tp-size": 8, "ep-size": 8, "enable-dp-attention": True, "dp-size": 2}, **QWEN
+            {"tp-size": 8, "ep-size": 8, "enable-dp-attention": True, "dp-size": 3}, **QWEN
         )
+    # moe_tp 8 (dp attention without ep) hits the FP8 block size too; ep 4 x dp 2 loads.
+    with pytest.raises(SimStartupError, match="weight_block_size=128"):
+        build_engine({"tp-size": 8, "enable-dp-attention": True, "dp-size": 2}, **QWEN)
+    s = resolve_settings(
+        {"tp-size": 8, "ep-size": 4, "enable-dp-attention": True, "dp-size": 2}, **QWEN
+    )
+    assert (s.moe_layout, s.ep_size, s.dp_attention_size) == ("ep4_dpa2", 4, 2)
     with pytest.raises(ValueError, match="no simulated profile"):
         build_engine({"tp-size": 1}, **QWEN)  # 235 GB of FP8 weights: no single-GPU profile
 

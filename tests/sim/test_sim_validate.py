@@ -53,8 +53,8 @@ def test_unknown_and_impossible_rows_are_classified(tmp_path):
             {"tp_size": "3"},
             {"pp_size": "2"},
             {"moe_ep_size": "2"},  # expert parallelism on a dense model: ignored, predicted
-            # Qwen3-235B at tp 4 with ep 2: a layout the profiles lack
-            {"model_path": "Qwen/Qwen3-235B-A22B-FP8", "tp_size": "4", "moe_ep_size": "2"},
+            # Qwen3-235B at tp 4 with ep 3: not a layout (3 does not divide 4)
+            {"model_path": "Qwen/Qwen3-235B-A22B-FP8", "tp_size": "4", "moe_ep_size": "3"},
             # Llama-3.1-70B BF16 on one 80 GB H100: 131 GiB of weights cannot load.
             {
                 "model_path": "meta-llama/Llama-3.1-70B-Instruct",
