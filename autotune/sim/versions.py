@@ -158,6 +158,16 @@ class SGLangDefaults:
         return next(frac for min_tp, frac in _TP_TABLE if tp >= min_tp)
 
 
+def version_from_image_tag(tag: str) -> str | None:
+    """The SGLang version of an ``lmsysorg/sglang`` image tag, or None (``latest``, ``dev``).
+
+    >>> version_from_image_tag("v0.5.5.post3-cu129-amd64"), version_from_image_tag("latest")
+    ('0.5.5.post3', None)
+    """
+    m = re.match(r"^v?(\d+\.\d+(?:\.\d+)?(?:\.?(?:post|rc)\d+)?)", str(tag or ""))
+    return m.group(1) if m else None
+
+
 def sglang_defaults(version: str | None = None) -> SGLangDefaults:
     """The rules of ``version`` (default ``DEFAULT_SGLANG_VERSION``).
 
