@@ -17,7 +17,7 @@ from autotune.launchers.local import LocalConfig, LocalLauncher
 
 import autotune.sim
 from autotune.deploy.base import BenchmarkRequest, BenchmarkRun, Endpoint, LaunchSpec
-from autotune.deploy.failures import TrialFailure, failure_in
+from autotune.deploy.failures import Failure, TrialFailure, failure_in
 
 SIM_TOKENIZER = Path(autotune.sim.__file__).resolve().parent / "tokenizer"
 
@@ -37,6 +37,9 @@ class SimConfig(LocalConfig):
     # e.g. [crash-after=5] (autotune/sim/faults.py).
     faults: list[str] = field(default_factory=list)
     startup_timeout_s: float = 60.0
+    # The SGLang release whose defaults the simulator imitates (0.4.0 ... 0.5.10);
+    # null = the runtime's image tag (runtime.image_tag), else the simulator's default.
+    sglang_version: str | None = None
 
 
 class SimLauncher(LocalLauncher):
@@ -61,6 +64,12 @@ class SimLauncher(LocalLauncher):
     def tokenizer(self, spec: LaunchSpec) -> str:
         return str(spec.model.tokenizer or SIM_TOKENIZER)
 
+    def version(self, spec: LaunchSpec) -> str | None:
+        """The SGLang version simulated: deploy.sglang_version, else the image tag's."""
+        from autotune.sim.versions import version_from_image_tag
+
+        return self.sglang_version or version_from_image_tag(spec.runtime.get("image_tag"))
+
     def command(self, spec: LaunchSpec, port: int) -> list[str]:
         argv = super().command(spec, port)
         # Same argv as real SGLang after the launch prefix; the simulator's own options
@@ -80,6 +89,8 @@ class SimLauncher(LocalLauncher):
             "--sim-startup-s",
             str(self.startup_s),
         ]
+        if version := self.version(spec):
+            argv += ["--sim-sglang-version", version]
         for fault in self.faults:
             argv += ["--sim-fault", str(fault)]
         return argv
@@ -93,6 +104,7 @@ class SimLauncher(LocalLauncher):
                     "replayed on the simulator's virtual clock, equivalent to\n"
                     f"{sys.executable} -m autotune.sim predict --model {spec.model.sim_profile} "
                     f"--gpu {self.gpu} --dtype {spec.model.dtype} --tp {spec.params.get('tp-size', 1)} "
+                    f"--sglang-version {self.version(spec) or 'default'} "
                     f"{flags} --json  # per scenario and concurrency\n"
                 )
             }
@@ -124,6 +136,7 @@ class SimLauncher(LocalLauncher):
                     "dtype": spec.model.dtype,
                     "seed": self.seed,
                     "flags": dict(spec.params),
+                    "sglang_version": self.version(spec),
                 },
             },
         )
@@ -140,12 +153,16 @@ class SimLauncher(LocalLauncher):
                 gpu=self.gpu,
                 dtype=str(spec.model.dtype),
                 seed=self.seed,
+                sglang_version=self.version(spec),
             )
-        except SimStartupError as e:
+        except (SimStartupError, ValueError) as e:
+            # SimStartupError: what SGLang fails with at start-up (e.g. a KV pool too
+            # small); ValueError: a layout or flag value SGLang refuses to load.
             with open(log_path, "a") as f:
                 f.write(f"RuntimeError: {e}\n")
+            default = Failure.CRASH if isinstance(e, SimStartupError) else Failure.BAD_FLAG
             raise TrialFailure(
-                failure_in(str(e), spec.runtime.failure_patterns),
+                failure_in(str(e), spec.runtime.failure_patterns, default),
                 f"the simulated engine fails at start-up: {e}",
             ) from None
 

@@ -7,9 +7,10 @@ The model has three constants:
     host_ms = step_ms + seq_us * (1 + tp_growth * log2(tp)) * sequences_in_step / 1000
 
 A grid search minimises  TPOT MAPE + 0.25 * TTFT MAPE  (TPOT is the tight target;
-TTFT is dominated by queueing and only weakly informs the host cost). A 5-fold
-cross-validation over rows reports how well constants fitted on 4/5 of the rows
-predict the held-out fifth.
+TTFT is dominated by queueing and only weakly informs the host cost). Three
+cross-validations report how well constants chosen on the other rows predict
+held-out ones: 5-fold over rows, leave-one-TP-out (fit on three TP sizes, score
+the fourth) and leave-one-(isl, osl)-out (score a workload shape never fitted).
 
     .venv/bin/python tools/fit_sim_overhead.py            # ~3 minutes on 2 cores
     .venv/bin/python tools/fit_sim_overhead.py --quick    # a coarser grid
@@ -42,6 +43,30 @@ def objective(errs: list[dict], idx: list[int]) -> float:
     return tpot + TTFT_WEIGHT * ttft
 
 
+def _groups(rows: list, key) -> list[list[int]]:
+    groups: dict = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(key(row), []).append(i)
+    return list(groups.values())
+
+
+def cross_validate(table: dict, folds: list[list[int]], everything: list[int]) -> dict:
+    """Choose the constants on the rows outside each fold; score the fold's rows."""
+    held_tpot: list[float] = []
+    held_ttft: list[float] = []
+    for test in folds:
+        held = set(test)
+        train = [i for i in everything if i not in held]
+        pick = min(table, key=lambda key, train=train: objective(table[key], train))
+        held_tpot += [table[pick][i]["tpot_ape"] for i in test]
+        held_ttft += [table[pick][i]["ttft_ape"] for i in test]
+    return {
+        "folds": len(folds),
+        "tpot_mape": round(sum(held_tpot) / len(held_tpot), 4),
+        "ttft_mape": round(sum(held_ttft) / len(held_ttft), 4),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -72,29 +97,22 @@ def main(argv: list[str] | None = None) -> int:
         )
     everything = list(range(len(rows)))
     best = min(table, key=lambda k: objective(table[k], everything))
-    # k-fold cross-validation: choose on the training rows, score the held-out rows.
-    order = list(everything)
-    random.Random(0).shuffle(order)
-    folds = [order[i :: args.folds] for i in range(args.folds)]
-    held_tpot, held_ttft, chosen = [], [], []
-    for k, test in enumerate(folds):
-        train = [i for i in everything if i not in set(test)]
-        pick = min(table, key=lambda key, train=train: objective(table[key], train))
-        chosen.append(pick)
-        held_tpot += [table[pick][i]["tpot_ape"] for i in test]
-        held_ttft += [table[pick][i]["ttft_ape"] for i in test]
-        logger.info("fold %d: chose %s", k, pick)
     errs = table[best]
     result = {
         "rows": len(rows),
         "best": {"seq_us": best[0], "tp_growth": best[1], "step_ms": best[2]},
         "tpot_mape": round(sum(e["tpot_ape"] for e in errs) / len(errs), 4),
         "ttft_mape": round(sum(e["ttft_ape"] for e in errs) / len(errs), 4),
-        "cv_folds": args.folds,
-        "cv_tpot_mape": round(sum(held_tpot) / len(held_tpot), 4),
-        "cv_ttft_mape": round(sum(held_ttft) / len(held_ttft), 4),
-        "cv_choices": [list(c) for c in chosen],
     }
+    order = list(everything)
+    random.Random(0).shuffle(order)
+    splits = {
+        f"{args.folds}fold": [order[i :: args.folds] for i in range(args.folds)],
+        "leave_one_tp_out": _groups(rows, lambda r: r.tp),
+        "leave_one_shape_out": _groups(rows, lambda r: (r.isl, r.osl)),
+    }
+    for name, folds in splits.items():
+        result[name] = cross_validate(table, folds, everything)
     print(json.dumps(result))
     return 0
 

@@ -35,6 +35,7 @@ def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
                 gpu=sim["gpu"],
                 dtype=sim["dtype"],
                 seed=seed,
+                sglang_version=sim.get("sglang_version"),
             )
             records = replay_closed_loop(
                 engine,

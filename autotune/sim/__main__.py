@@ -56,6 +56,9 @@ def _predict(argv: list[str]) -> int:
     ap.add_argument("--osl", type=int, required=True)
     ap.add_argument("--concurrency", type=int, required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--sglang-version", default=None, help="SGLang version whose defaults are imitated"
+    )
     ap.add_argument("--num-requests", type=int, default=None)
     ap.add_argument(
         "--osl-spread", type=float, default=0.0, help="output lengths uniform in osl*(1 +- spread)"
@@ -85,6 +88,7 @@ def _predict(argv: list[str]) -> int:
             seed=args.seed,
             num_requests=args.num_requests,
             osl_spread=args.osl_spread,
+            sglang_version=args.sglang_version,
         )
     except SimStartupError as err:
         print(json.dumps({"simulated": True, "error": "startup", "message": str(err)}))
@@ -97,11 +101,14 @@ def _predict(argv: list[str]) -> int:
 
 
 def _validate(argv: list[str]) -> int:
+    """Always prints one JSON line: the summary, or ``{"error": "rows", ...}`` (exit 2)."""
     from autotune.sim.validate import (
         DEFAULT_OSL_SPREAD,
         DEFAULT_REQUESTS_PER_USER,
-        read_rows,
+        RowsError,
+        read_all_rows,
         row_errors,
+        summarize,
     )
 
     ap = argparse.ArgumentParser(prog="python -m autotune.sim validate", allow_abbrev=False)
@@ -114,23 +121,26 @@ def _validate(argv: list[str]) -> int:
     )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    rows = read_rows(args.rows)
+    try:
+        rows, excluded = read_all_rows(args.rows)
+    except RowsError as err:
+        print(json.dumps({"simulated": True, "error": "rows", "message": str(err)}))
+        return 2
     errs = row_errors(
         rows, osl_spread=args.osl_spread, requests_per_user=args.requests_per_user, seed=args.seed
     )
     if args.per_row:
         for e in errs:
             print(json.dumps(e), file=sys.stderr)
-    n = len(errs)
-    out = {
-        "rows": n,
-        "tpot_mape": round(sum(e["tpot_ape"] for e in errs) / n, 4) if n else None,
-        "ttft_mape": round(sum(e["ttft_ape"] for e in errs) / n, 4) if n else None,
-        "elapsed_s": round(time.perf_counter() - t0, 2),
-        "simulated": True,
-    }
+    out = summarize(errs)
+    for key in ("coverage", "tpot_mape", "ttft_mape"):
+        if out[key] is not None:
+            out[key] = round(out[key], 4)
+    out["excluded"] = dict(sorted(excluded.items()))
+    out["elapsed_s"] = round(time.perf_counter() - t0, 2)
+    out["simulated"] = True
     print(json.dumps(out))
-    return 0 if n else 1
+    return 0 if out["predicted"] else 1
 
 
 def _serve(argv: list[str]) -> int:

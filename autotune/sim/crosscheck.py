@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from autotune.deploy.processes import stop_process_group
 from autotune.sim.predict import predict
 from autotune.sim.settings import build_engine
 from autotune.sim.types import SimRequest
@@ -104,7 +104,7 @@ def _start_server(workdir: Path, argv: list[str]) -> tuple[subprocess.Popen, str
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -122,13 +122,7 @@ def _start_server(workdir: Path, argv: list[str]) -> tuple[subprocess.Popen, str
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    stop_process_group(proc, 5.0)
 
 
 def _genai_bench(
@@ -152,8 +146,7 @@ def _genai_bench(
         proc.wait(900)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            stop_process_group(proc, 0.0)
     runs = [p for p in out.glob("*.json") if "num_concurrency" in p.name]
     if not runs:
         raise RuntimeError(f"genai-bench wrote no run JSON (exit {proc.returncode})")

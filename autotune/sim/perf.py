@@ -98,9 +98,14 @@ class HostOverhead:
 class StepPerf:
     """Kernel-time lookups for one (model, GPU, dtype, TP) profile, in milliseconds."""
 
-    def __init__(self, profile: dict[str, Any], host: HostOverhead | None = None) -> None:
+    def __init__(
+        self, profile: dict[str, Any], host: HostOverhead | None = None, *, dp: int = 1
+    ) -> None:
         self.profile = profile
         self.tp = int(profile["tp"])
+        # DP attention (MoE profiles): requests are spread evenly over ``dp`` ranks that
+        # step together; the tables give one rank's cost for its share.
+        self.dp = max(1, int(dp))
         self.num_layers = int(profile["arch"]["num_layers"])
         self.host = host or HostOverhead()
         self._na_x = [float(v) for v in profile["na"]["tokens"]]
@@ -150,6 +155,7 @@ class StepPerf:
         ``graph_bs`` is the captured CUDA-graph batch the step is padded to, or None
         when it runs eagerly (graphs disabled or the batch above ``cuda-graph-max-bs``).
         """
+        batch = -(-batch // self.dp)  # one rank's share
         padded = graph_bs if graph_bs is not None else batch
         gpu = self.na_ms(padded) + self.lg_ms(padded) + self.da_ms(batch, mean_ctx)
         if graph_bs is None:
@@ -171,6 +177,9 @@ class StepPerf:
             tokens += q
             attn += self.ca_ms(q, p)
         seqs = len(chunks) + decode_batch
+        if self.dp > 1:  # one rank's share of the step
+            tokens, seqs, attn = -(-tokens // self.dp), -(-seqs // self.dp), attn / self.dp
+            decode_batch = -(-decode_batch // self.dp)
         gpu = self.na_ms(tokens) + self.lg_ms(seqs) + attn + self.da_ms(decode_batch, decode_ctx)
         gpu = max(gpu, self._eager_floor_ms) + self._eager_gap_ms
         return gpu + self.host.ms(seqs, self.tp)
@@ -189,10 +198,33 @@ def load_profile(model: str, gpu: str, dtype: str, tp: int) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def profile_layout(profile: dict[str, Any], layout: str = "") -> dict[str, Any]:
+    """``profile`` with the tables and memory of MoE layout ``layout`` (``ep8``,
+    ``dpa8``, ``ep8_dpa8``; "" is SGLang's default); ValueError naming the baked ones."""
+    if not layout:
+        return profile
+    variants = profile.get("variants") or {}
+    if layout not in variants:
+        known = ", ".join(["(default)", *sorted(variants)])
+        raise ValueError(
+            f"no simulated layout {layout!r} for {profile['model']} tp{profile['tp']} "
+            f"on {profile['gpu']}; baked layouts: {known}"
+        )
+    return {**profile, **variants[layout]}
+
+
 def load_perf(
-    model: str, gpu: str, dtype: str, tp: int, host: HostOverhead | None = None
+    model: str,
+    gpu: str,
+    dtype: str,
+    tp: int,
+    host: HostOverhead | None = None,
+    *,
+    layout: str = "",
+    dp: int = 1,
 ) -> StepPerf:
-    return StepPerf(load_profile(model, gpu, dtype, tp), host)
+    profile = profile_layout(load_profile(model, gpu, dtype, tp), layout)
+    return StepPerf(profile, host, dp=dp)
 
 
 @lru_cache(maxsize=1)

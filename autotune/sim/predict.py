@@ -95,11 +95,15 @@ def predict(
     seed: int = 0,
     num_requests: int | None = None,
     osl_spread: float = 0.0,
+    sglang_version: str | None = None,
 ) -> dict[str, Any]:
-    """Simulate ``num_requests`` (default 4 x concurrency, at least 32) closed-loop requests."""
+    """Simulate ``num_requests`` (default 4 x concurrency, at least 32) closed-loop requests
+    on SGLang ``sglang_version``'s defaults (default: ``DEFAULT_SGLANG_VERSION``)."""
     all_flags = dict(flags or {})
     all_flags["tp-size"] = tp
-    engine = build_engine(all_flags, model=model, gpu=gpu, dtype=dtype, seed=seed)
+    engine = build_engine(
+        all_flags, model=model, gpu=gpu, dtype=dtype, seed=seed, sglang_version=sglang_version
+    )
     n = num_requests if num_requests is not None else max(4 * concurrency, 32)
     records = replay_closed_loop(
         engine,
@@ -120,6 +124,7 @@ def predict(
             "osl": osl,
             "concurrency": concurrency,
             "seed": seed,
+            "sglang_version": engine.settings.sglang_version,
             "num_retracted_reqs": engine.stats().num_retracted_reqs_total,
             "server_info": info,
             "ignored_flags": info["ignored_flags"],

@@ -617,7 +617,8 @@ class SimEngine:
                 self.new_token_ratio - steps * self.ratio_decay, self.min_ratio
             )
         mean_ctx = (self._run_ctx + n * self.counter) / n + (steps + 1) / 2.0
-        per_step = self.perf.decode_ms(n, mean_ctx, graph_bs=self._graph_pad_for(n))
+        per_rank = -(-n // self.perf.dp)  # CUDA graphs are captured per DP rank
+        per_step = self.perf.decode_ms(n, mean_ctx, graph_bs=self._graph_pad_for(per_rank))
         duration = per_step * steps / 1000.0
         end = now + duration
         self._advance_decode(steps, events, end)
@@ -660,10 +661,11 @@ class SimEngine:
             key=lambda r: (r.gen + self.counter - r.join, -r.input_len),
             reverse=True,
         )
+        # Up to SGLang 0.5.1 retraction went on until 20 decode steps fit; from 0.5.3
+        # only until the next one does (autotune.sim.versions.retract_to_next_step).
+        steps = 1 if self.settings.retract_to_next_step else RETRACT_DECODE_STEPS
         first = True
-        while len(order) > 1 and (
-            first or self._avail_and_evictable() < RETRACT_DECODE_STEPS * len(order)
-        ):
+        while len(order) > 1 and (first or self._avail_and_evictable() < steps * len(order)):
             first = False
             r = order.pop()
             self._leave_running(r)
@@ -683,8 +685,9 @@ class SimEngine:
             self._pending.append(TokenEvent(r.rid, "aborted", gen, 0.0))
         decoded = sum(r.gen + self.counter - r.join for r in order)
         max_new = sum(r.output_len for r in order)
+        plus_one = 1 if self.settings.ratio_denominator_plus_one else 0  # 0.5.5+
         self.new_token_ratio = min(
-            1.0, (decoded + RETRACT_DECODE_STEPS * len(order)) / max(max_new, 1)
+            1.0, (decoded + RETRACT_DECODE_STEPS * len(order)) / (max_new + plus_one or 1)
         )
         self.batch_is_full = False
 

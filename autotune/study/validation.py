@@ -220,6 +220,7 @@ def _check_deploy(cfg: DictConfig, errors: list[str]) -> None:
             )
         else:
             _check_sim_profile(cfg, errors)
+        _check_sim_version(cfg, errors)
     elif not cfg.dry_run:  # a dry run benchmarks nothing, so needs no tokenizer
         tok = cfg.model.tokenizer or cfg.model.path
         if not Path(str(tok)).expanduser().is_dir():
@@ -228,6 +229,21 @@ def _check_deploy(cfg: DictConfig, errors: list[str]) -> None:
                 f"{tok!r} is not one. Set model.tokenizer=/path/to/tokenizer (a HF model "
                 f"directory works)."
             )
+
+
+def _check_sim_version(cfg: DictConfig, errors: list[str]) -> None:
+    """The SGLang version the simulator imitates must be one whose defaults it knows."""
+    from autotune.sim.versions import sglang_defaults, version_from_image_tag
+
+    explicit = cfg.deploy.get("sglang_version")
+    version = explicit or version_from_image_tag(cfg.runtime.get("image_tag"))
+    try:
+        sglang_defaults(version)
+    except ValueError as e:
+        key = "deploy.sglang_version" if explicit else "runtime.image_tag"
+        errors.append(
+            f"{key}: {e}. Set deploy.sglang_version to a release it simulates (e.g. 0.5.5.post3)."
+        )
 
 
 def _check_sim_profile(cfg: DictConfig, errors: list[str]) -> None:

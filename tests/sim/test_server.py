@@ -115,7 +115,7 @@ def install_fake_engine() -> None:
 
     from autotune.sim.types import SimStartupError
 
-    def build_engine(flags, *, model, gpu, dtype="bf16", seed=0):
+    def build_engine(flags, *, model, gpu, dtype="bf16", seed=0, sglang_version=None):
         if flags.get("mem-fraction-static", 0.9) < 0.2:
             raise SimStartupError(
                 "Not enough memory. Please try to increase --mem-fraction-static. "
@@ -285,7 +285,7 @@ def chat_prompt_tokens(messages: list[dict]) -> int:
 
 
 def test_parser_prefixes_and_types():
-    from autotune.sim.server import build_parser, engine_flags, explicit_flags
+    from autotune.sim.server_args import build_parser, engine_flags, explicit_flags
 
     p = build_parser()
     ns = p.parse_args(
@@ -307,6 +307,7 @@ def test_parser_prefixes_and_types():
         (["--no-such-flag", "1"], "unrecognized arguments: --no-such-flag"),
         (["--schedule-policy", "nope"], "argument --schedule-policy: invalid choice"),
         (["--sim-fault", "explode"], "invalid --sim-fault"),
+        (["--sglang-version", "0.3.0"], "SGLang 0.3.0 is not simulated"),
     ],
 )
 def test_bad_flags_exit_2(argv, message, capsys):
@@ -337,16 +338,16 @@ def test_faults_parse():
 
 
 def test_chunk_bounds():
-    from autotune.sim.server import _chunk_bounds
+    from autotune.sim.http_api import chunk_bounds
 
-    assert _chunk_bounds(1, 6) == [1]
-    assert _chunk_bounds(2, 6) == [1, 2]
-    assert _chunk_bounds(128, 6) == [1, 26, 52, 77, 103, 128]
-    assert len(_chunk_bounds(10_000, 6)) == 6
+    assert chunk_bounds(1, 6) == [1]
+    assert chunk_bounds(2, 6) == [1, 2]
+    assert chunk_bounds(128, 6) == [1, 26, 52, 77, 103, 128]
+    assert len(chunk_bounds(10_000, 6)) == 6
 
 
 def test_prompt_counter_matches_tokenizer():
-    from autotune.sim.server import SIM_TOKENIZER_DIR, PromptCounter
+    from autotune.sim.prompt_tokens import SIM_TOKENIZER_DIR, PromptCounter
 
     pc = PromptCounter(SIM_TOKENIZER_DIR)
     msgs = [
@@ -789,3 +790,20 @@ def test_prompt_larger_than_kv_pool_is_rejected(server_factory):
     code, raw = srv.post("/v1/completions", {"prompt": "hello " * 100, "max_tokens": 4})
     assert code == 200 and json.loads(raw)["usage"]["completion_tokens"] == 4
     assert "Finish: rid=" in srv.log()
+
+
+@real_engine
+def test_moe_server_with_expert_parallelism_dp_attention_and_an_older_version(server_factory):
+    srv = server_factory("--sim-model", "qwen3-235b-a22b", "--sim-dtype", "fp8", "--tp", "8",
+                         "--ep-size", "8", "--enable-dp-attention", "--dp-size", "8",
+                         "--sglang-version", "0.5.1.post1", model="Qwen/Qwen3-235B-A22B-FP8")  # fmt: skip
+    info = json.loads(srv.get("/get_server_info")[1])
+    assert (info["ep_size"], info["dp_size"], info["enable_dp_attention"]) == (8, 8, True)
+    assert info["version"] == "0.5.1.post1 (simulated)" and info["ignored_flags"] == []
+    # 0.5.1's rule on 143771 MiB: reserved (12 + 8/2) GiB + 4 GiB for dp-attention
+    assert info["mem_fraction_static"] == 0.858
+    code, raw = srv.post(
+        "/v1/completions", {"model": "m", "prompt": "hello", "max_tokens": 4, "stream": False}
+    )
+    assert code == 200 and json.loads(raw)["usage"]["completion_tokens"] == 4
+    assert "Qwen3MoeForCausalLM" in srv.log()

@@ -15,6 +15,10 @@ MODULES = [
     "autotune.sim.replay",
     "autotune.sim.predict",
     "autotune.sim.validate",
+    "autotune.sim.server_args",
+    "autotune.sim.prompt_tokens",
+    "autotune.sim.http_api",
+    "autotune.sim.versions",
 ]
 
 

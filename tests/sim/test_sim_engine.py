@@ -63,13 +63,15 @@ def test_auto_defaults_match_sglang_formulas():
     s = resolve_settings({}, **M)
     assert s.mem_fraction_static == 0.907  # (mem - 13440 MB reserved) / mem on 141 GB
     assert (s.chunked_prefill_size, s.max_prefill_tokens, s.cuda_graph_max_bs) == (8192, 16384, 256)
-    assert s.max_running_requests == min(s.max_total_num_tokens // 2, 4096, 3655)
+    pool = s.max_total_num_tokens
+    assert s.max_running_requests == min(pool // 2, min(max(int(pool / 131072 * 512), 2048), 4096))
+    assert s.max_running_requests == 3775
     assert s.schedule_policy == "fcfs" and s.schedule_conservativeness == 1.0
     tp4 = resolve_settings({"tp-size": 4}, **M)
     assert tp4.cuda_graph_max_bs == 512
     h100 = resolve_settings({}, model="llama-3.1-8b", gpu="h100_sxm", dtype="bf16")
-    # 0.836 rather than a real H100's 0.835: aiconfigurator's H100 has 80 GiB, torch reports 79.6
-    assert h100.mem_fraction_static == 0.836
+    # SGLang reads nvidia-smi's 81559 MiB, not the nominal 80 GiB
+    assert h100.mem_fraction_static == 0.835
     assert cuda_graph_batch_sizes(40) == [1, 2, 4, 8, 12, 16, 24, 32, 40]
 
 
