@@ -579,8 +579,11 @@ class StudyCallback(Callback):
         print_summary(f"Study {self.info.name}", rows, best, self.info.simulated)
         if len(objective.directions) > 1:
             print_pareto(objective, front, self.info.simulated)
-        # Best-config export (best/ on the sweep run and in the sweep dir) and figures.
+        # Confirmation runs and the verdict, then the confirmed choice's export and figures.
+        from autotune.confirm.study import confirm_and_report
         from autotune.report import publish_study
+
+        confirm_and_report(cfg, self.info, client, self.sweep_dir)
 
         publish_study(cfg, self.info, client, self.sweep_dir)
 

@@ -108,6 +108,9 @@ class SimDeployConfig(DeployConfig):
     # Fault knobs passed to the simulated server (`--sim-fault`), for failure tests.
     faults: list[str] = field(default_factory=list)
     startup_timeout_s: float = 60.0
+    # Run-to-run noise, as a multiple of the default magnitude (autotune/sim/noise.py,
+    # docs/simulator.md): 1 = as measured on real GPUs, 0 = exactly deterministic.
+    noise: float = 1.0
 
 
 @dataclass
@@ -197,6 +200,9 @@ class BenchmarkConfig:
     # run, which engines started by autotune do not check; set it (a secret, masked
     # everywhere) for an engine that was given --api-key.
     api_key: str | None = None
+    # Requests sent before each measured run and not measured (a fresh engine's first
+    # requests are slower); null = the highest concurrency level once.
+    warmup_requests: int | None = None
 
 
 @dataclass
@@ -239,6 +245,17 @@ class StudyConfig:
 
 
 @dataclass
+class ConfirmConfig:
+    """The confirmation stage after the search (autotune/confirm/)."""
+
+    enabled: bool = True
+    # The best distinct configurations re-run (with the engine defaults).
+    top_k: int = 3
+    # Fresh runs of each, interleaved (at least 2: one run has no spread).
+    repeats: int = 3
+
+
+@dataclass
 class SearchConfig:
     """Model-based search (Optuna): budget, seed, where the study persists."""
 
@@ -256,6 +273,8 @@ class SearchConfig:
     # It gets its own sampler seed (from `seed` and the name) and its own budget
     # (`n_trials` counts the trials it ran). null = the only worker of the study.
     worker: str | None = None
+    # Re-run the best configurations and the defaults, and state the gain's interval.
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
 
 
 @dataclass

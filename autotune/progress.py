@@ -33,8 +33,10 @@ def rich_handler(**kwargs: Any) -> RichHandler:
 class TrialProgress:
     """``trial 2/3  mem-fraction-static=0.8  ·  benchmarking c32``"""
 
-    def __init__(self, index: int, total: int | None, flags: str, simulated: bool) -> None:
-        self.label = f"trial {index + 1}/{total}" if total else f"trial {index + 1}"
+    def __init__(
+        self, index: int, total: int | None, flags: str, simulated: bool, label: str | None = None
+    ) -> None:
+        self.label = label or (f"trial {index + 1}/{total}" if total else f"trial {index + 1}")
         self.flags = flags
         self.tag = " [magenta](simulated)[/]" if simulated else ""
         self.t0 = time.monotonic()

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,11 @@ class TrialContext:
     study: StudyInfo
     # Where the sweep keeps its files (study.json, outbox/); default: workdir's parent.
     sweep_dir: Path | None = None
+    # A run of another stage (the confirmation stage: role "confirm"): its own name and
+    # tags, and it does not count as a search trial on the sweep run.
+    role: str = "trial"
+    name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_hydra(cls) -> TrialContext:
@@ -99,14 +104,15 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
     client = _client(study.tracking_uri, cfg.tracking.experiment)
     box.replay(client)
     baseline = bool(cfg.study.baseline_trial)
-    name = f"trial-{ctx.index:03d}" + ("-baseline" if baseline else "")
+    name = ctx.name or f"trial-{ctx.index:03d}" + ("-baseline" if baseline else "")
     run = outbox.SafeRun.create(
         client,
         box,
         study.experiment_id,
         name,
         {
-            tracking.ROLE: "trial",
+            tracking.ROLE: ctx.role,
+            **ctx.tags,
             tracking.PARENT: study.parent_run_id,
             tracking.STUDY: study.name,
             tracking.STATUS: "running",
@@ -121,7 +127,9 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
         },
         deferred=launcher.instant,
     )
-    progress = TrialProgress(ctx.index, study.n_trials, _flags_label(params), launcher.simulated)
+    progress = TrialProgress(
+        ctx.index, study.n_trials, _flags_label(params), launcher.simulated, label=ctx.name
+    )
 
     def phase(p: str) -> None:
         run.tag(**{tracking.PHASE: p})
@@ -224,7 +232,8 @@ def run_trial(cfg: DictConfig, ctx: TrialContext) -> float | list[float] | None:
         _record_artifacts(run, ctx.workdir, endpoint, secrets)
         run.end(status)
         elapsed = time.monotonic() - started
-        _update_parent(client, box, study, objective, ctx.index, score)
+        if ctx.role == "trial":
+            _update_parent(client, box, study, objective, ctx.index, score)
         progress.finish(score, failure.value if failure else None, elapsed)
     return score
 

@@ -163,7 +163,10 @@ def chosen_trial(study: StudyRecord, rule: str | None = None) -> TrialRecord | N
     ``min:<metric>``), by default the best on the first objective.
     """
     if not study.multi_objective:
-        return best_trial(study)
+        # The confirmation stage's choice (autotune/confirm) when there was one.
+        confirmed = study.tags.get("autotune.confirmed_run_id")
+        pick = next((t for t in study.ok_trials() if t.run_id == confirmed), None)
+        return pick or best_trial(study)
     front = study_front(study)
     if not front:
         return None
