@@ -27,6 +27,7 @@ from autotune import outbox, registry, tracking
 from autotune.benchmark.genai_bench import Workload, run_genai_bench
 from autotune.benchmark.parse import parse_experiment
 from autotune.benchmark.virtual import run_virtual
+from autotune.benchmark.warmup import warm_up
 from autotune.failures import classify, last_lines, read_log
 from autotune.gpus import lease_gpus
 from autotune.launcher import Endpoint, Failure, Launcher, LaunchSpec, TrialFailure, create_launcher
@@ -82,6 +83,7 @@ def workload_from_config(cfg: DictConfig, api_backend: str) -> Workload:
         max_time_per_run_min=int(b.max_time_per_run_min),
         task=b.task,
         api_backend=api_backend,
+        warmup_requests=max(b.concurrency) if b.warmup_requests is None else b.warmup_requests,
     )
 
 
@@ -262,6 +264,16 @@ def _benchmark(
         partial, note = False, ""
     else:
         tokenizer = endpoint.info.get("tokenizer") or cfg.model.tokenizer or cfg.model.path
+        phase("warming up")
+        warm_up(
+            endpoint.base_url,
+            endpoint.model_name,
+            requests=workload.warmup_requests,
+            users=max(workload.concurrency),
+            scenario=workload.scenarios[0],
+            api_key=cfg.benchmark.api_key,
+            timeout_s=float(cfg.benchmark.timeout_s),
+        )
         bench = run_genai_bench(
             endpoint.base_url,
             endpoint.model_name,

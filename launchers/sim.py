@@ -30,6 +30,7 @@ class SimLauncher(LocalLauncher):
         seed: int = 0,
         startup_s: float = 1.0,
         faults: list[str] | None = None,
+        noise: float = 0.0,
         **common: Any,
     ) -> None:
         super().__init__(**common)
@@ -40,7 +41,15 @@ class SimLauncher(LocalLauncher):
         self.seed = seed
         self.startup_s = startup_s
         self.faults = list(faults or [])
+        self.noise = float(noise)
         self.instant = clock == "virtual"
+
+    def noise_key(self, spec: LaunchSpec) -> str:
+        """Seeds this deployment's run-to-run noise: the seed and the run's name in the
+        study (each trial and each confirmation run is its own deployment); not the
+        study's name, which carries a timestamp for a grid."""
+        run = spec.trial_name.removeprefix(f"{spec.study}-") if spec.study else spec.trial_name
+        return f"{self.seed}/{run}"
 
     def tokenizer(self, spec: LaunchSpec) -> str:
         return str(spec.model.tokenizer or SIM_TOKENIZER)
@@ -63,6 +72,10 @@ class SimLauncher(LocalLauncher):
             str(self.seed),
             "--sim-startup-s",
             str(self.startup_s),
+            "--sim-noise",
+            str(self.noise),
+            "--sim-noise-key",
+            self.noise_key(spec),
         ]
         for fault in self.faults:
             argv += ["--sim-fault", str(fault)]
@@ -108,6 +121,8 @@ class SimLauncher(LocalLauncher):
                     "dtype": spec.model.dtype,
                     "seed": self.seed,
                     "flags": dict(spec.params),
+                    "noise": self.noise,
+                    "noise_key": self.noise_key(spec),
                 },
             },
         )

@@ -335,6 +335,8 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     simarg("--sim-gpu", default="h200_sxm", help="simulated GPU (h200_sxm, h100_sxm, ...)")
     simarg("--sim-dtype", default="bf16", choices=["bf16", "fp8"], help="weight/compute dtype")
     simarg("--sim-seed", type=int, default=0, help="seed of the simulator's randomness")
+    simarg("--sim-noise", type=float, default=0.0, help="run-to-run noise (autotune.sim.noise)")
+    simarg("--sim-noise-key", default="", help="seed key of this deployment's noise")
     simarg("--sim-startup-s", type=float, default=1.0, help="simulated load time (seconds)")
     simarg("--sim-max-chunks", type=int, default=4, help="streamed chunks per response (>=2)")
     simarg(
@@ -1180,6 +1182,7 @@ def _tokenizer_dir(args: argparse.Namespace) -> Path:
 
 def _build(args: argparse.Namespace, given: set[str]) -> tuple[Engine, dict[str, Any]] | Exception:
     """Build the engine now; a start-up failure is returned, to be raised at SGLang's moment."""
+    from autotune.sim.noise import noise_for
     from autotune.sim.settings import build_engine
 
     try:
@@ -1189,6 +1192,7 @@ def _build(args: argparse.Namespace, given: set[str]) -> tuple[Engine, dict[str,
             gpu=args.sim_gpu,
             dtype=args.sim_dtype,
             seed=args.sim_seed,
+            noise=noise_for(args.sim_noise, args.sim_noise_key),
         )
     except (SimStartupError, ValueError) as err:
         return err

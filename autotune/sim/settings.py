@@ -343,7 +343,13 @@ def resolve_settings(
 
 
 def build_engine(
-    flags: dict[str, Any], *, model: str, gpu: str, dtype: str = "bf16", seed: int = 0
+    flags: dict[str, Any],
+    *,
+    model: str,
+    gpu: str,
+    dtype: str = "bf16",
+    seed: int = 0,
+    noise: Any = None,
 ) -> Any:
     """A ready simulated engine for ``flags`` (``tp-size`` selects the TP table).
 
@@ -355,7 +361,7 @@ def build_engine(
 
     settings = resolve_settings(flags, model=model, gpu=gpu, dtype=dtype)
     perf = load_perf(model, gpu, dtype, settings.tp_size)
-    return SimEngine(settings, perf, seed=seed)
+    return SimEngine(settings, perf, seed=seed, noise=noise)
 
 
 __all__ = [
