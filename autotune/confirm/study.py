@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from autotune.confirm.plan import top_distinct
-from autotune.confirm.stage import Candidate, RunResult, run_confirmation
+from autotune.confirm.stage import Candidate, RunResult, run_confirmation, run_label
 from autotune.confirm.verdict import BETTER, DEFAULTS, Verdict, decide
 
 log = logging.getLogger(__name__)
@@ -80,13 +82,14 @@ def confirm_study(
         return None
     candidates = [Candidate(r.info.run_name, flags(r), r.info.run_id) for r in best]
     defaults = Candidate(DEFAULTS, dict(default_flags), baseline.info.run_id if baseline else "")
-    by_label: dict[str, Candidate] = {}
-    run_one = _trial_runner(cfg, info, sweep_dir, client, by_label)
+    repeats = int(conf.repeats)
+    # Which candidate each run repeats (its autotune.confirms tag), by the run's label.
+    by_label = {run_label(c.key, r): c for c in [*candidates, defaults] for r in range(repeats)}
     measured = run_confirmation(
         candidates,
         defaults,
-        _labelled(run_one, candidates, defaults, by_label),
-        repeats=int(conf.repeats),
+        _trial_runner(cfg, info, sweep_dir, client, by_label),
+        repeats=repeats,
         seed=int(cfg.search.seed),
         done=finished_runs(client, info.experiment_id, info.parent_run_id),
     )
@@ -100,22 +103,6 @@ def confirm_study(
     return verdict
 
 
-def _labelled(run_one, candidates, defaults, by_label: dict[str, Candidate]):
-    """Remember which candidate each label runs (for its ``autotune.confirms`` tag)."""
-    keys = {c.key: c for c in [*candidates, defaults]}
-
-    def run(params: dict[str, Any], label: str) -> RunResult:
-        key = next(k for k in keys if label.startswith(f"confirm-{_slot(k)}-r"))
-        by_label[label] = keys[key]
-        return run_one(params, label)
-
-    return run
-
-
-def _slot(key: str) -> str:
-    return "defaults" if key == DEFAULTS else key
-
-
 def _fixed_params(cfg: DictConfig) -> dict[str, Any]:
     """The study's fixed flags, without any searched one (the defaults without a baseline trial)."""
     from autotune.params import normalize
@@ -126,7 +113,13 @@ def _fixed_params(cfg: DictConfig) -> dict[str, Any]:
     return normalize(fixed, cfg.runtime.flags, cfg.runtime.aliases)
 
 
-def _trial_runner(cfg: DictConfig, info: Any, sweep_dir: Path | None, client: Any, by_label):
+def _trial_runner(
+    cfg: DictConfig,
+    info: Any,
+    sweep_dir: Path | None,
+    client: Any,
+    by_label: dict[str, Candidate],
+) -> Callable[[dict[str, Any], str], RunResult]:
     """``run_one(params, label)``: a fresh trial through :func:`autotune.trial.run_trial`."""
     from autotune.trial import TrialContext, run_trial
 
@@ -139,6 +132,8 @@ def _trial_runner(cfg: DictConfig, info: Any, sweep_dir: Path | None, client: An
             job.params = dict(params)
             job.study.baseline_trial = False
         cand = by_label.get(label)
+        # A run interrupted earlier left its files here: none may pass for this run's.
+        shutil.rmtree(root / label, ignore_errors=True)
         ctx = TrialContext(
             index=-1,
             workdir=root / label,
