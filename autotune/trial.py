@@ -265,6 +265,7 @@ def _benchmark(
     else:
         tokenizer = endpoint.info.get("tokenizer") or cfg.model.tokenizer or cfg.model.path
         phase("warming up")
+        budget_s, warm_start = float(cfg.benchmark.timeout_s), time.monotonic()
         warm_up(
             endpoint.base_url,
             endpoint.model_name,
@@ -272,15 +273,17 @@ def _benchmark(
             users=max(workload.concurrency),
             scenario=workload.scenarios[0],
             api_key=cfg.benchmark.api_key,
-            timeout_s=float(cfg.benchmark.timeout_s),
+            timeout_s=budget_s,
         )
+        # One wall-clock limit for warm-up and benchmark together (a hung engine).
+        left_s = max(1.0, budget_s - (time.monotonic() - warm_start))
         bench = run_genai_bench(
             endpoint.base_url,
             endpoint.model_name,
             str(tokenizer),
             workload,
             out_dir,
-            timeout_s=float(cfg.benchmark.timeout_s),
+            timeout_s=left_s,
             api_key=cfg.benchmark.api_key,
             on_progress=phase,
         )

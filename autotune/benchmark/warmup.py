@@ -69,6 +69,8 @@ def warm_up(
                 try:
                     r = client.post(
                         "/v1/chat/completions",
+                        # The warm-up never outlives its deadline (a hung engine).
+                        timeout=max(0.1, deadline - time.monotonic()),
                         json={
                             "model": model_name,
                             # About one token per word: a prompt of the scenario's length.

@@ -41,3 +41,23 @@ def test_warm_up_sends_every_request_to_the_engine(compose_cfg, tmp_path):
     finally:
         if endpoint is not None:
             launcher.stop(endpoint)
+
+
+def test_warm_up_against_a_hung_engine_ends_at_its_deadline():
+    import socket
+    import time
+
+    # Accepts connections (the backlog) and never answers: a hung engine.
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        port = srv.getsockname()[1]
+        started = time.monotonic()
+        done = warm_up(
+            f"http://127.0.0.1:{port}",
+            "m",
+            requests=6,
+            users=3,
+            scenario="D(8,4)",
+            timeout_s=1.5,
+        )
+        took = time.monotonic() - started
+    assert done.ok == 0 and 1.4 < took < 4.0
