@@ -193,7 +193,8 @@ class BenchmarkConfig:
     concurrency: list[int] = field(default_factory=lambda: [8, 32])
     max_requests_per_run: int = 64
     max_time_per_run_min: int = 2
-    # Wall-clock limit of the whole genai-bench process; it is killed after this.
+    # Wall-clock limit of the warm-up and the whole genai-bench process together;
+    # genai-bench is killed after this.
     timeout_s: float = 900.0
     task: str = "text-to-text"
     # The key genai-bench sends (it insists on one). None: a random throwaway key per
