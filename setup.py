@@ -6,7 +6,9 @@ from setuptools import find_namespace_packages, setup
 
 setup(
     packages=[
-        *find_namespace_packages(include=["autotune", "autotune.*", "hydra_plugins", "hydra_plugins.*"]),
+        *find_namespace_packages(
+            include=["autotune", "autotune.*", "hydra_plugins", "hydra_plugins.*"]
+        ),
         "autotune.conf",
         "autotune.launchers",
     ]

@@ -100,13 +100,17 @@ class BenchmarkConfig:
     concurrency: list[int] = field(default_factory=lambda: [8, 32])
     max_requests_per_run: int = 64
     max_time_per_run_min: int = 2
-    # Wall-clock limit of the whole genai-bench process; it is killed after this.
+    # Wall-clock limit of the warm-up and the whole genai-bench process together;
+    # genai-bench is killed after this.
     timeout_s: float = 900.0
     task: str = "text-to-text"
     # The key genai-bench sends (it insists on one). None: a random throwaway key per
     # run, which engines started by autotune do not check; set it (a secret, masked
     # everywhere) for an engine that was given --api-key.
     api_key: str | None = None
+    # Requests sent before each measured run and not measured (a fresh engine's first
+    # requests are slower); null = the highest concurrency level once.
+    warmup_requests: int | None = None
 
 
 @dataclass
@@ -149,6 +153,17 @@ class StudyConfig:
 
 
 @dataclass
+class ConfirmConfig:
+    """The confirmation stage after the search (autotune/confirm/)."""
+
+    enabled: bool = True
+    # The best distinct configurations re-run (with the engine defaults).
+    top_k: int = 3
+    # Fresh runs of each, interleaved (at least 2: one run has no spread).
+    repeats: int = 3
+
+
+@dataclass
 class SearchConfig:
     """Model-based search (Optuna): budget, seed, where the study persists."""
 
@@ -166,6 +181,8 @@ class SearchConfig:
     # It gets its own sampler seed (from `seed` and the name) and its own budget
     # (`n_trials` counts the trials it ran). null = the only worker of the study.
     worker: str | None = None
+    # Re-run the best configurations and the defaults, and state the gain's interval.
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
 
 
 @dataclass

@@ -70,6 +70,8 @@ EXAMPLE = ROOT / "examples" / "sglang-slo-search"
 STUDY_OVERRIDES = [
     f"hydra.searchpath=[file://{EXAMPLE}]",
     "+experiment=sglang-slo-search",
+    # Exact scores: the strategies are compared on one deterministic landscape.
+    "deploy.noise=0",
 ]
 STRATEGIES = ["tpe", "random", "qmc", "optuna_grid", "gp"]
 BUDGETS = [0.025, 0.05, 0.1, 0.2]

@@ -37,6 +37,9 @@ class SimConfig(LocalConfig):
     # e.g. [crash-after=5] (autotune/sim/faults.py).
     faults: list[str] = field(default_factory=list)
     startup_timeout_s: float = 60.0
+    # Run-to-run noise, as a multiple of the default magnitude (autotune/sim/noise.py,
+    # docs/simulator.md): 1 = as measured on real GPUs, 0 = exactly deterministic.
+    noise: float = 1.0
     # The SGLang release whose defaults the simulator imitates (0.4.0 ... 0.5.10);
     # null = the runtime's image tag (runtime.image_tag), else the simulator's default.
     sglang_version: str | None = None
@@ -60,6 +63,13 @@ class SimLauncher(LocalLauncher):
         from autotune.doctor import targets
 
         return targets.sim(cfg)
+
+    def noise_key(self, spec: LaunchSpec) -> str:
+        """Seeds this deployment's run-to-run noise: the seed and the run's name in the
+        study (each trial and each confirmation run is its own deployment); not the
+        study's name, which carries a timestamp for a grid."""
+        run = spec.trial_name.removeprefix(f"{spec.study}-") if spec.study else spec.trial_name
+        return f"{self.seed}/{run}"
 
     def tokenizer(self, spec: LaunchSpec) -> str:
         return str(spec.model.tokenizer or SIM_TOKENIZER)
@@ -88,6 +98,10 @@ class SimLauncher(LocalLauncher):
             str(self.seed),
             "--sim-startup-s",
             str(self.startup_s),
+            "--sim-noise",
+            str(self.noise),
+            "--sim-noise-key",
+            self.noise_key(spec),
         ]
         if version := self.version(spec):
             argv += ["--sim-sglang-version", version]
@@ -137,6 +151,8 @@ class SimLauncher(LocalLauncher):
                     "seed": self.seed,
                     "flags": dict(spec.params),
                     "sglang_version": self.version(spec),
+                    "noise": self.noise,
+                    "noise_key": self.noise_key(spec),
                 },
             },
         )

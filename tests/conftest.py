@@ -45,7 +45,9 @@ def pytest_configure(config: pytest.Config) -> None:
     packages = []
     for p in sorted(PLUGINS.iterdir()):
         if (p / "pyproject.toml").is_file():
-            shutil.copytree(p, sources / p.name, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+            shutil.copytree(
+                p, sources / p.name, ignore=shutil.ignore_patterns("build", "*.egg-info")
+            )
             packages.append(str(sources / p.name))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",

@@ -48,6 +48,16 @@ CPU_ENGINE_STUDY = [
     "benchmark.timeout_s=300",
 ]
 SIM_ENGINE = "autotune.sim.server"
+
+
+def _quick(args: tuple[str, ...]) -> list[str]:
+    """Tests that do not test the confirmation stage skip it (CI time): it adds
+    (top_k + 1) x repeats trials to every study."""
+    if any(a.startswith(("search.confirm", "+search.confirm")) for a in args):
+        return list(args)
+    return [*args, "search.confirm.enabled=false"]
+
+
 GENAI_BENCH = "genai_bench"
 
 
@@ -124,7 +134,13 @@ def run_cli(
     """Run the tuner to completion in ``tmp_path`` and capture its output (no watching);
     ``check``: fail the test, with the output's tail, unless it exits 0."""
     proc = subprocess.run(
-        [sys.executable, "-m", "autotune", *args, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
+        [
+            sys.executable,
+            "-m",
+            "autotune",
+            *_quick(args),
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        ],
         cwd=tmp_path,
         env=study_env(tmp_path),
         capture_output=True,
@@ -151,7 +167,7 @@ def run_study(
     listening: set[tuple[str, int]] = set()
     with open(log_path, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "autotune", *args, f"tracking.uri={uri}"],
+            [sys.executable, "-m", "autotune", *_quick(args), f"tracking.uri={uri}"],
             cwd=tmp_path,
             env=env or study_env(tmp_path),
             stdin=subprocess.DEVNULL,

@@ -160,6 +160,9 @@ class Workload:
     task: str = "text-to-text"
     api_backend: str = "sglang"
     additional_args: Sequence[str] = ()
+    # Unmeasured requests before the first measured run (not a genai-bench option:
+    # autotune.benchmark.warmup / the virtual clock send them).
+    warmup_requests: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.scenarios, str):

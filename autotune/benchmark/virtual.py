@@ -20,25 +20,46 @@ from autotune.benchmark.writer import RequestRecord, RunRecords, write_experimen
 
 
 def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
-    """Replay ``workload`` on a fresh simulated engine per run; return the folder."""
+    """Replay ``workload`` on a fresh simulated engine per run; return the folder.
+
+    One deployment: every run's engine shares the trial's run-to-run noise
+    (``sim["noise"]``, autotune/sim/noise.py), so only the first requests after the
+    deployment are cold, as on the real-time server. ``workload.warmup_requests``
+    run first on the highest concurrency level and are not measured.
+    """
     # Imported here: real deployments never load the simulator.
+    from autotune.sim.noise import noise_for
     from autotune.sim.replay import replay_closed_loop
     from autotune.sim.settings import build_engine
 
     seed = int(sim.get("seed", 0))
+    noise = noise_for(sim.get("noise"), sim.get("noise_key"))
+
+    def engine():
+        return build_engine(
+            dict(sim["flags"]),
+            model=sim["model"],
+            gpu=sim["gpu"],
+            dtype=sim["dtype"],
+            seed=seed,
+            noise=noise,
+            sglang_version=sim.get("sglang_version"),
+        )
+
+    # Without noise every run's engine is fresh and exact: a warm-up changes nothing.
+    if noise is not None and workload.warmup_requests > 0:
+        replay_closed_loop(
+            engine(),
+            concurrency=max(workload.concurrency),
+            num_requests=workload.warmup_requests,
+            sample_lengths=sample_lengths(workload.scenarios[0]),
+            seed=seed + 1,
+        )
     runs = []
     for scenario in workload.scenarios:
         for concurrency in workload.concurrency:
-            engine = build_engine(
-                dict(sim["flags"]),
-                model=sim["model"],
-                gpu=sim["gpu"],
-                dtype=sim["dtype"],
-                seed=seed,
-                sglang_version=sim.get("sglang_version"),
-            )
             records = replay_closed_loop(
-                engine,
+                engine(),
                 concurrency=concurrency,
                 num_requests=workload.max_requests_per_run,
                 sample_lengths=sample_lengths(scenario),

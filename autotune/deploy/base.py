@@ -154,7 +154,21 @@ class Launcher(abc.ABC):
         answers the same request its own way.
         """
         from autotune.benchmark.genai_bench import run_genai_bench
+        from autotune.benchmark.warmup import warm_up
 
+        workload = request.workload
+        if request.on_progress:
+            request.on_progress("warming up")
+        # Unmeasured requests first (genai-bench's own --warmup-ratio halves throughput).
+        warm_up(
+            endpoint.base_url,
+            endpoint.model_name,
+            requests=workload.warmup_requests,
+            users=max(workload.concurrency),
+            scenario=workload.scenarios[0],
+            api_key=request.api_key,
+            timeout_s=request.timeout_s,
+        )
         tokenizer = endpoint.info.get("tokenizer") or request.tokenizer
         bench = run_genai_bench(
             endpoint.base_url,

@@ -406,9 +406,11 @@ def _readme(study: StudyRecord, trial: TrialRecord, export: Export, tied: list[s
     }
     listing = "\n".join(f"- `{f}`: {files[f]}" for f in export.files if f in files)
     notes = "".join(f"\n- {n}" for n in export.notes)
+    verdict = study.tags.get("autotune.verdict_line")
+    confirmed = f"\nConfirmed: {verdict}\n" if verdict else ""
     return (
         f"# Best configuration: {trial.name} of study {study.name}\n{sim}\n"
-        f"Flags: `{trial.flags_label}` (MLflow run `{trial.run_id}`).\n{ties}\n"
+        f"Flags: `{trial.flags_label}` (MLflow run `{trial.run_id}`).\n{confirmed}{ties}\n"
         f"| metric | value |\n|---|---|\n{metrics}\n\n{listing}\n\n"
         f"Reproduce:\n\n    {export.reproduce}\n" + (f"\nNotes:{notes}\n" if notes else "")
     )

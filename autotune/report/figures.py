@@ -26,6 +26,7 @@ from autotune.report.summary import (
     TTFT_P99,
     best_trial,
     chosen_trial,
+    confirmed_summaries,
     label,
     pareto_front,
     study_front,
@@ -49,6 +50,9 @@ OK, INFEASIBLE, FAILED, BEST, BASE, LINE = (
 def _new_figure(study: StudyRecord, title: str, ncols: int = 1) -> tuple[Figure, list[Any]]:
     fig = Figure(figsize=(8.5 if ncols == 1 else 12, 5.2), dpi=110, layout="constrained")
     axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    for ax in axes:
+        # Never an offset axis (+1.35e3): it makes run-to-run noise look like a win.
+        ax.ticklabel_format(useOffset=False, style="plain")
     suffix = " — SIMULATED engine" if study.simulated else ""
     fig.suptitle(f"{title}{suffix}\nstudy {study.name}", fontsize=11)
     if study.simulated:
@@ -161,7 +165,9 @@ def history_figure(study: StudyRecord) -> Figure:
                 ha="center",
                 va="bottom",
             )
-        ax.set_xlabel("trial index (order run)")
+        if n == 1:
+            _confirmed(ax, study, max(xs, default=0) + 1)
+        ax.set_xlabel("trial index (order run); confirmed means to the right")
         ax.set_ylabel(f"{study.objective_labels()[k]} — {direction}")
         what = study.objective_labels()[k].split(" (")[0]
         ax.set_title(f"objective {k + 1}: {direction} {what}" if n > 1 else f"{direction} {what}")
@@ -169,6 +175,45 @@ def history_figure(study: StudyRecord) -> Figure:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=8, loc="best")
     return fig
+
+
+def _confirmed(ax: Any, study: StudyRecord, x0: int) -> None:
+    """Confirmation means with their 95 % intervals, and the defaults' noise band.
+
+    Without confirmation runs the single values keep at least a +-1 % span, so that a
+    difference far below any engine's run-to-run noise does not fill the axes.
+    """
+    summaries = confirmed_summaries(study)
+    if summaries:
+        ax.axvline(x0 - 0.5, color=LINE, lw=0.8, ls=":")
+    base = summaries.get("defaults")
+    if base is not None and math.isfinite(base.ci_low):
+        band = ax.axhspan(
+            base.ci_low,
+            base.ci_high,
+            color=BASE,
+            alpha=0.15,
+            label=f"engine defaults: 95 % CI of the mean ({base.n} runs)",
+        )
+        band.set_gid("noise-band")
+    for j, (key, sm) in enumerate(sorted(summaries.items(), key=lambda kv: kv[0] != "defaults")):
+        half = sm.mean - sm.ci_low if math.isfinite(sm.ci_low) else 0.0
+        bars = ax.errorbar(
+            [x0 + j],
+            [sm.mean],
+            yerr=[[half], [half]],
+            fmt="D",
+            color=BASE if key == "defaults" else BEST,
+            capsize=5,
+            label="confirmed mean ± 95 % CI" if j == 0 else None,
+            zorder=6,
+        )
+        bars.lines[0].set_gid(f"confirmed-{key}")
+        ax.annotate(key, (x0 + j, sm.mean), xytext=(6, 0), textcoords="offset points", fontsize=7)
+    low, high = ax.get_ylim()
+    mid = (low + high) / 2.0
+    if mid > 0 and (high - low) < 0.02 * mid:
+        ax.set_ylim(mid * 0.99, mid * 1.01)
 
 
 def _metric_point(t: TrialRecord, x_metric: str, y_metric: str) -> tuple[float, float] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,6 +89,9 @@ class StudyRecord:
     n_trials: int | None
     trials: list[TrialRecord] = field(default_factory=list)
     progress: dict[str, float] = field(default_factory=dict)  # parent metrics, latest values
+    # Confirmation runs' objective values per configuration (the trial it repeats, or
+    # "defaults"), in run order; failed runs left out (autotune/confirm).
+    confirmations: dict[str, list[float]] = field(default_factory=dict)
     # Where the objective is read: one concurrency level, else across levels.
     objective_concurrency: int | None = None
     across_levels: str = "pooled"
@@ -247,7 +251,27 @@ def load_study(client: Any, run_id: str) -> StudyRecord:
         objective_concurrency=level,
         across_levels=across,
         slo_concurrency=slo_level,
+        confirmations=confirmation_values(client, run.info.experiment_id, run_id),
     )
+
+
+_SLOT = re.compile(r"^confirm-(?P<key>.+)-r(?P<repeat>\d+)$")
+
+
+def confirmation_values(client: Any, experiment_id: str, run_id: str) -> dict[str, list[float]]:
+    """Objective values of the study's finished confirmation runs, per configuration."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{tracking.PARENT}` = '{run_id}' and tags.`{tracking.ROLE}` = 'confirm'",
+        max_results=5000,
+    )
+    found: dict[str, list[tuple[int, float]]] = {}
+    for r in runs:
+        m = _SLOT.match(r.data.tags.get("autotune.confirm_slot", ""))
+        value = r.data.metrics.get("objective")
+        if m and value is not None and r.data.tags.get(tracking.STATUS) == "ok":
+            found.setdefault(m["key"], []).append((int(m["repeat"]), value))
+    return {k: [v for _, v in sorted(vals)] for k, vals in found.items()}
 
 
 def _objective_view(

@@ -84,6 +84,19 @@ def progress_line(s: dict[str, Any]) -> str:
     return f"Trials: {p['trials_done']} done, {p['trials_failed']} failed, of {total} planned ({s['status']})"
 
 
+def confirmation_lines(s: dict[str, Any]) -> list[str]:
+    """The verdict and each confirmed configuration's mean with its interval."""
+    c = s.get("confirmation")
+    if not c:
+        return []
+    lines = [f"Confirmed ({c['verdict']}): {c['line']}" if c["line"] else "Confirmation runs:"]
+    for row in c["configs"]:
+        low, high = row["ci"]
+        ci = f"95 % CI {low:.4g} … {high:.4g}" if low is not None else "one run: no interval"
+        lines.append(f"  {row['key']}: mean {row['mean']:.4g} ({ci}, {row['n']} runs)")
+    return lines
+
+
 def best_lines(s: dict[str, Any]) -> list[str]:
     """Best trial, ties, gain over the baseline: plain sentences."""
     best = s["best"]
@@ -117,6 +130,7 @@ def best_lines(s: dict[str, Any]) -> list[str]:
             f"{g['change'] * 100:+.1f} % on the objective ({o['labels'][0]} "
             f"{g['baseline']:.4g} → {g['best']:.4g})"
         )
+    lines += confirmation_lines(s)
     if s["gains"] and base is not None:
         if s["gain"] is None:
             lines.append(f"Against the baseline {base['name']} (engine defaults):")

@@ -163,7 +163,10 @@ def chosen_trial(study: StudyRecord, rule: str | None = None) -> TrialRecord | N
     ``min:<metric>``), by default the best on the first objective.
     """
     if not study.multi_objective:
-        return best_trial(study)
+        # The confirmation stage's choice (autotune/confirm) when there was one.
+        confirmed = study.tags.get("autotune.confirmed_run_id")
+        pick = next((t for t in study.ok_trials() if t.run_id == confirmed), None)
+        return pick or best_trial(study)
     front = study_front(study)
     if not front:
         return None
@@ -311,4 +314,37 @@ def summarize(study: StudyRecord, rule: str | None = None) -> dict[str, Any]:
         "gains": [{**asdict(g), "change": g.change} for g in other_gains],
         "baseline_note": baseline_note(study),
         "pareto": [t.name for t in study_front(study)] if study.multi_objective else [],
+        "confirmation": confirmation(study),
+    }
+
+
+def confirmed_summaries(study: StudyRecord) -> dict[str, Any]:
+    """Mean, sd and 95 % interval of each configuration's confirmation runs."""
+    from autotune.confirm.stats import summarize as summarize_runs
+
+    return {k: summarize_runs(v) for k, v in study.confirmations.items() if v}
+
+
+def confirmation(study: StudyRecord) -> dict[str, Any] | None:
+    """The confirmation stage's verdict and per-configuration numbers (None: none ran)."""
+    summaries = confirmed_summaries(study)
+    if not summaries:
+        return None
+
+    def num(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
+    return {
+        "verdict": study.tags.get("autotune.verdict"),
+        "line": study.tags.get("autotune.verdict_line"),
+        "configs": [
+            {
+                "key": k,
+                "n": v.n,
+                "mean": v.mean,
+                "sd": num(v.sd),
+                "ci": [num(v.ci_low), num(v.ci_high)],
+            }
+            for k, v in sorted(summaries.items(), key=lambda kv: (kv[0] != "defaults", kv[0]))
+        ],
     }

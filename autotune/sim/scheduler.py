@@ -103,7 +103,9 @@ class _Req:
 class SimEngine:
     """The simulated scheduler; see the module docstring and ``autotune.sim.types``."""
 
-    def __init__(self, settings: SimSettings, perf: StepPerf, *, seed: int = 0) -> None:
+    def __init__(
+        self, settings: SimSettings, perf: StepPerf, *, seed: int = 0, noise: Any = None
+    ) -> None:
         if settings.max_total_num_tokens <= 0:
             raise SimStartupError(
                 "Not enough memory. Please try to increase --mem-fraction-static. "
@@ -112,6 +114,8 @@ class SimEngine:
         self.settings = settings
         self.perf = perf
         self._rng = random.Random(seed)
+        # Run-to-run noise on step times (autotune/sim/noise.py); None: exact.
+        self.noise = noise or (lambda ms, steps=1: ms)
         self.token_event_interval = DEFAULT_TOKEN_EVENT_INTERVAL
         self.max_total = settings.max_total_num_tokens
         self.max_running = settings.max_running_requests
@@ -537,7 +541,7 @@ class SimEngine:
             new_tokens += r.extend
         dec_b = len(self.running) if self.mixed else 0
         dec_ctx = (self._run_ctx + dec_b * self.counter + dec_b) / dec_b if dec_b else 0.0
-        duration = self.perf.extend_ms(chunks, dec_b, dec_ctx) / 1000.0
+        duration = self.noise(self.perf.extend_ms(chunks, dec_b, dec_ctx)) / 1000.0
         end = now + duration
         new_seqs = 0
         if dec_b:
@@ -619,7 +623,7 @@ class SimEngine:
         mean_ctx = (self._run_ctx + n * self.counter) / n + (steps + 1) / 2.0
         per_rank = -(-n // self.perf.dp)  # CUDA graphs are captured per DP rank
         per_step = self.perf.decode_ms(n, mean_ctx, graph_bs=self._graph_pad_for(per_rank))
-        duration = per_step * steps / 1000.0
+        duration = self.noise(per_step * steps, steps) / 1000.0
         end = now + duration
         self._advance_decode(steps, events, end)
         self._evict()

@@ -119,6 +119,8 @@ def _add_sim_options(sim: argparse._ArgumentGroup, suppress_defaults: bool) -> N
     simarg("--sim-gpu", default="h200_sxm", help="simulated GPU (h200_sxm, h100_sxm, ...)")
     simarg("--sim-dtype", default="bf16", choices=["bf16", "fp8"], help="weight/compute dtype")
     simarg("--sim-seed", type=int, default=0, help="seed of the simulator's randomness")
+    simarg("--sim-noise", type=float, default=0.0, help="run-to-run noise (autotune.sim.noise)")
+    simarg("--sim-noise-key", default="", help="seed key of this deployment's noise")
     simarg(
         "--sim-sglang-version",
         "--sglang-version",

@@ -446,6 +446,7 @@ def build_engine(
     dtype: str = "bf16",
     seed: int = 0,
     sglang_version: str | None = None,
+    noise: Any = None,
 ) -> Any:
     """A ready simulated engine for ``flags`` (``tp-size`` selects the TP table),
     imitating SGLang ``sglang_version`` (default: ``DEFAULT_SGLANG_VERSION``).
@@ -467,7 +468,7 @@ def build_engine(
         layout=settings.moe_layout,
         dp=settings.dp_attention_size,
     )
-    return SimEngine(settings, perf, seed=seed)
+    return SimEngine(settings, perf, seed=seed, noise=noise)
 
 
 __all__ = [

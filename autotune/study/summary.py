@@ -67,9 +67,13 @@ def summarize_study(
     print_summary(f"Study {info.name}", rows, best_row, info.simulated)
     if front:
         print_pareto(objective, [_row(t, study) for t in front], info.simulated)
+    # The best configurations and the defaults re-run, the verdict with its interval;
+    # the export then takes the confirmed choice (the study is read again for it).
+    from autotune.confirm.study import confirm_and_report
     from autotune.report import publish_study
 
-    publish_study(cfg, info, client, sweep_dir, record=study)
+    confirm_and_report(cfg, info, client, sweep_dir)
+    publish_study(cfg, info, client, sweep_dir)
     return study
 
 

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 STUDY_FILE = "study.json"
 # Optuna trial user attributes (the owner attribute is the sweeper's, "pid@host").
 WORKER_ATTR, SEED_ATTR, RECLAIMED_ATTR = "autotune_worker", "autotune_seed", "autotune_reclaimed"
+# An exact repeat answered from the earlier measurement (no deployment): not budget.
+REPEAT_ATTR = "autotune_repeat_of"
 # Optuna study system attributes: the MLflow parent run (per experiment) and who runs
 # the baseline (the worker that created the study).
 _PARENT_ATTR, _BASELINE_BY_ATTR = "autotune:mlflow_parent:", "autotune:baseline_by"
@@ -167,6 +169,7 @@ def finished_trials(study: optuna.Study, worker: str | None) -> int:
         1
         for t in study.get_trials(deepcopy=False, states=done)
         if not t.user_attrs.get(RECLAIMED_ATTR)
+        and REPEAT_ATTR not in t.user_attrs
         and (worker is None or t.user_attrs.get(WORKER_ATTR) == worker)
     )
 

@@ -147,6 +147,10 @@ def _check_benchmark(cfg: DictConfig, errors: list[str]) -> None:
         errors.append("benchmark.max_time_per_run_min must be >= 1 (genai-bench counts minutes).")
     if b.timeout_s <= 0:
         errors.append("benchmark.timeout_s must be > 0.")
+    if b.warmup_requests is not None and b.warmup_requests < 0:
+        errors.append(
+            "benchmark.warmup_requests must be >= 0 (0: no warm-up; null: one request per user of the highest level)."
+        )
 
 
 def _check_metric(key: str, name: str, errors: list[str]) -> None:
@@ -290,6 +294,14 @@ def _check_export(cfg: DictConfig, errors: list[str]) -> None:
 
 
 def _check_search(cfg: DictConfig, errors: list[str]) -> None:
+    confirm = cfg.search.confirm
+    if confirm.enabled and confirm.repeats < 2:
+        errors.append(
+            f"search.confirm.repeats={confirm.repeats}: one run has no spread, so no interval; "
+            "use 2 or more (3 is the default), or search.confirm.enabled=false."
+        )
+    if confirm.enabled and confirm.top_k < 1:
+        errors.append(f"search.confirm.top_k={confirm.top_k}: confirm at least 1 configuration.")
     sampler = str(OmegaConf.select(cfg, "hydra.sweeper.sampler._target_", default="") or "")
     if sampler.endswith("GPSampler"):
         import importlib.util

@@ -35,9 +35,14 @@ class TrialProgress(TrialObserver):
     """``trial 2/3  mem-fraction-static=0.8  ·  benchmarking c32``"""
 
     def __init__(
-        self, index: int, total: int | None, params: dict[str, Any], simulated: bool
+        self,
+        index: int,
+        total: int | None,
+        params: dict[str, Any],
+        simulated: bool,
+        label: str | None = None,
     ) -> None:
-        self.label = f"trial {index + 1}/{total}" if total else f"trial {index + 1}"
+        self.label = label or (f"trial {index + 1}/{total}" if total else f"trial {index + 1}")
         self.flags = " ".join(f"{k}={v}" for k, v in params.items()) or "(engine defaults)"
         self.tag = " [magenta](simulated)[/]" if simulated else ""
         self._status: Status | None = None

@@ -106,6 +106,7 @@ class TrialRecorder(TrialObserver):
     def _tags(self, spec: TrialSpec, launcher: Launcher) -> dict[str, Any]:
         return {
             tracking.ROLE: spec.role,
+            **spec.tags,
             tracking.PARENT: self.study.parent_run_id,
             tracking.STUDY: self.study.name,
             tracking.STATUS: "running",

@@ -33,6 +33,8 @@ class TrialSpec:
     # What the run is for: a search trial, a confirmation repeat, a pre-screen estimate.
     role: str = "trial"
     baseline: bool = False
+    # More tags for the trial's run (e.g. which trial a confirmation run repeats).
+    tags: dict[str, str] = field(default_factory=dict)
 
     def launch_spec(self) -> LaunchSpec:
         return LaunchSpec.for_trial(
@@ -50,6 +52,10 @@ class TrialSpec:
             max_time_per_run_min=int(b.max_time_per_run_min),
             task=b.task,
             api_backend=self.cfg.runtime.api_backend,
+            # Unmeasured requests first: enough to fill the highest level once by default.
+            warmup_requests=max(b.concurrency)
+            if b.get("warmup_requests") is None
+            else int(b.warmup_requests),
         )
 
 

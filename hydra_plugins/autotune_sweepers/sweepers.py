@@ -120,6 +120,19 @@ def _baseline_job(parsed: Sequence[Any]) -> list[str] | None:
     return baseline_overrides(swept, fixed)
 
 
+# How often one slot of a batch asks again after an exact repeat before it runs one
+# (a sampler that only proposes repeats has exhausted a small space).
+_MAX_REASKS = 20
+
+
+def measured_twin(trial: Any) -> optuna.trial.FrozenTrial | None:
+    """The earlier COMPLETE trial of the same study with exactly ``trial``'s params."""
+    for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if t.number != trial.number and t.params == trial.params and t.values is not None:
+            return t
+    return None
+
+
 class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
     def __init__(
         self, *args: Any, baseline: bool = True, stale_after_s: float = 86400.0, **kwargs: Any
@@ -208,6 +221,34 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
             return None
 
     def _configure_trials(self, trials: list[Any], *args: Any, **kwargs: Any) -> Any:
+        from autotune.study.team import REPEAT_ATTR
+
+        overrides = list(self._configure_owned(trials, *args, **kwargs))
+        # An exact repeat of a measured configuration costs no deployment: it is told
+        # the earlier measurement and the sampler is asked again (in place: the stock
+        # sweep loop launches and tells the trials of this same list). Repeats are
+        # planned in the confirmation stage instead.
+        for i, trial in enumerate(trials):
+            for _ in range(_MAX_REASKS):
+                twin = measured_twin(trial)
+                if twin is None:
+                    break
+                log.info(
+                    "trial %d repeats trial %d exactly: answered from its measurement "
+                    "(no deployment), asking the sampler again",
+                    trial.number,
+                    twin.number,
+                )
+                trial.set_user_attr(REPEAT_ATTR, twin.number)
+                trial.study.tell(trial, values=twin.values)
+                trial = trials[i] = trial.study.ask()
+                overrides[i] = self._configure_owned([trial], *args, **kwargs)[0]
+        # Number the jobs (trial-<N>, sweep subdir) after the Optuna trials: unique in
+        # the study even when several workers share it (job 0 is the baseline).
+        self.job_idx = trials[0].number + 1
+        return overrides
+
+    def _configure_owned(self, trials: list[Any], *args: Any, **kwargs: Any) -> Any:
         # Record who runs each trial, so a later sweep can tell a dead worker's
         # RUNNING trial (fail it) from a live one's (leave it).
         from autotune.owner import owner_id
@@ -218,9 +259,6 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
             if self.worker is not None:
                 trial.set_user_attr(WORKER_ATTR, self.worker)
                 trial.set_user_attr(SEED_ATTR, self.sampler_seed)
-        # Number the jobs (trial-<N>, sweep subdir) after the Optuna trials: unique in
-        # the study even when several workers share it (job 0 is the baseline).
-        self.job_idx = trials[0].number + 1
         return super()._configure_trials(trials, *args, **kwargs)
 
     def _fail_stale(self, study: optuna.Study) -> None:

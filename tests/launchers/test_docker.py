@@ -330,7 +330,7 @@ def test_two_trial_sweep_on_docker_gets_metrics(docker_client, hostshim, tmp_pat
         [sys.executable, "-m", "autotune", "deploy=docker_sim", "params.mem=0.8,0.85",
          f"model.tokenizer={SIM_TOKENIZER}", "benchmark.concurrency=[2]",
          "benchmark.max_requests_per_run=4", 'benchmark.scenarios=["D(256,64)"]',
-         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
+         "search.confirm.enabled=false", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from results_helpers import make_record, trial
 
 from autotune.report.figures import (
@@ -99,3 +100,39 @@ def test_save_pngs(record, tmp_path):
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert p.stat().st_size > 10_000
+
+
+def test_history_shows_confirmed_means_with_intervals_and_no_offset_axis(record):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from autotune.report.render import markdown
+    from autotune.report.summary import summarize
+
+    record.confirmations = {
+        "defaults": [1000.0, 1010.0, 990.0],
+        "trial-003": [1500.0, 1490.0, 1510.0],
+    }
+    record.tags["autotune.verdict"] = "better"
+    record.tags["autotune.verdict_line"] = "trial-003 beats the engine defaults by +50.0 %"
+    fig = history_figure(record)
+    (ax,) = fig.axes
+    FigureCanvasAgg(fig).draw()
+    assert ax.yaxis.get_major_formatter().get_offset() == ""  # no "+1e3" above the axis
+    (band,) = [p for p in ax.patches if p.get_gid() == "noise-band"]
+    ys = (band.get_y(), band.get_y() + band.get_height())
+    # t(0.975, 2) * sd 10 / sqrt(3) = 24.84 around the defaults' mean of 1000.
+    assert ys[0] == pytest.approx(1000 - 24.84, abs=0.01) and ys[-1] == pytest.approx(
+        1024.84, abs=0.01
+    )
+    (bar,) = [ln for ln in ax.lines if ln.get_gid() == "confirmed-trial-003"]
+    assert list(bar.get_ydata()) == [1500.0]
+    report = markdown(summarize(record), images=False)
+    assert "Confirmed (better): trial-003 beats the engine defaults by +50.0 %" in report
+    assert "trial-003: mean 1500 (95 % CI 1475 … 1525, 3 runs)" in report
+
+
+def test_tiny_differences_do_not_fill_the_axes():
+    rec = make_record([trial(0, 1349.5, 700.0, baseline=True), trial(1, 1350.0, 700.0)])
+    (ax,) = history_figure(rec).axes
+    low, high = ax.get_ylim()
+    assert high - low >= 0.019 * 1350  # the 0.04 % difference stays a 0.04 % difference

@@ -29,7 +29,13 @@ def test_study_export_reproduce_report(tmp_path):
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    study_args = ["deploy.clock=virtual", "params.mem=0.7,0.9", "search.baseline=true"]
+    study_args = [
+        "deploy.clock=virtual",
+        "deploy.noise=0",
+        "search.confirm.enabled=false",
+        "params.mem=0.7,0.9",
+        "search.baseline=true",
+    ]
     out = run(tmp_path, "-m", "autotune", *study_args, f"tracking.uri={uri}").stdout
     assert "Best configuration exported" in out
 

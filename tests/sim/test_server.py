@@ -115,7 +115,7 @@ def install_fake_engine() -> None:
 
     from autotune.sim.types import SimStartupError
 
-    def build_engine(flags, *, model, gpu, dtype="bf16", seed=0, sglang_version=None):
+    def build_engine(flags, *, model, gpu, dtype="bf16", seed=0, sglang_version=None, noise=None):
         if flags.get("mem-fraction-static", 0.9) < 0.2:
             raise SimStartupError(
                 "Not enough memory. Please try to increase --mem-fraction-static. "

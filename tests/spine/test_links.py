@@ -11,4 +11,7 @@ def test_links_doctests():
 
 def test_a_server_url_keeps_its_path_prefix():
     url = links.runs_view_url("https://mlflow.example.org/team-a/", "12")
-    assert url == "https://mlflow.example.org/team-a/#/experiments/12/runs?workflowType=machine_learning"
+    assert (
+        url
+        == "https://mlflow.example.org/team-a/#/experiments/12/runs?workflowType=machine_learning"
+    )
