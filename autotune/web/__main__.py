@@ -1,8 +1,8 @@
 """``python -m autotune.web``: serve the console (loopback by default).
 
-    python -m autotune.web                                   # http://127.0.0.1:8080
-    python -m autotune.web --mlflow-url http://127.0.0.1:5000
-    AUTOTUNE_WEB_TOKEN=… python -m autotune.web --host 0.0.0.0   # other binds need a token
+python -m autotune.web                                   # http://127.0.0.1:8080
+python -m autotune.web --mlflow-url http://127.0.0.1:5000
+AUTOTUNE_WEB_TOKEN=… python -m autotune.web --host 0.0.0.0   # other binds need a token
 """
 
 from __future__ import annotations

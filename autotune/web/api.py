@@ -224,9 +224,7 @@ async def save_experiment(body: ExperimentRequest, request: Request) -> dict[str
         result = c.validate({"overrides": body.overrides})
         if not result["ok"]:
             raise InvalidStudy([e["message"] for e in result["errors"]], result["command"])
-        path = experiments.save(
-            c.settings.experiments_dir, body.name, body.overrides, body.comment
-        )
+        path = experiments.save(c.settings.experiments_dir, body.name, body.overrides, body.comment)
         args = experiments.launch_args(c.settings.experiments_dir, body.name)
         return {"path": str(path), "command": c.command(args), "experiment": body.name}
 

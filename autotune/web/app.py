@@ -56,9 +56,9 @@ def create_app(settings: Settings) -> FastAPI:
     @app.middleware("http")
     async def guard(request: Request, call_next) -> Response:
         path = request.url.path
-        if settings.token and path != "/login" and not path.startswith("/static/"):
-            if not _token_ok(request, settings.token):
-                return JSONResponse({"detail": "a token is required (see /login)"}, 401)
+        public = path == "/login" or path.startswith("/static/")
+        if settings.token and not public and not _token_ok(request, settings.token):
+            return JSONResponse({"detail": "a token is required (see /login)"}, 401)
         if request.method not in _SAFE_METHODS:
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "application/json" or not _same_origin(request):

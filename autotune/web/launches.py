@@ -13,6 +13,7 @@ again (their MLflow parent runs carry ``autotune.owner = <pid>@<host>``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -173,7 +174,5 @@ class Launches:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)  # the launch is its own session: pgid == its pid
-    except ProcessLookupError:
-        pass

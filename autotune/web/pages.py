@@ -42,7 +42,9 @@ def _fmt_num(value: Any) -> str:
 
 templates.env.filters["duration"] = _fmt_duration
 templates.env.filters["num"] = _fmt_num
-templates.env.filters["clock"] = lambda ms: time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000)) if ms else ""
+templates.env.filters["clock"] = lambda ms: (
+    time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000)) if ms else ""
+)
 
 
 def _console(request: Request) -> Console:
@@ -173,7 +175,10 @@ def _chart(trials: list[dict[str, Any]], width: int = 640, height: int = 180) ->
         x = pad + (width - 2 * pad) * i / n
         return round(x, 1), round(height - pad - (height - 2 * pad) * (y - lo) / span, 1)
 
-    dots = [{"x": xy(i, y)[0], "y": xy(i, y)[1], "label": f"{trials[i]['name']}: {y:.4g}"} for i, y in points]
+    dots = [
+        {"x": xy(i, y)[0], "y": xy(i, y)[1], "label": f"{trials[i]['name']}: {y:.4g}"}
+        for i, y in points
+    ]
     return {
         "points": " ".join(f"{d['x']},{d['y']}" for d in dots),
         "dots": dots,

@@ -128,7 +128,7 @@ class Console:
     def studies_json(self) -> list[dict[str, Any]]:
         studies = self.store.studies()
         owners = {s.owner for s in studies}
-        rows = [self._describe(s, None, detail=False) for s in studies]
+        rows = [self._describe(s, self._launch_for(s), detail=False) for s in studies]
         starting = [
             self._describe(None, launch, detail=False)
             for launch in self.launches.all()
@@ -187,9 +187,7 @@ class Console:
             "command": study.command,
             "start_ms": study.start_ms,
             "end_ms": study.end_ms,
-            "mlflow_url": links.run_url(
-                self.settings.mlflow_url, study.experiment_id, study.id
-            ),
+            "mlflow_url": links.run_url(self.settings.mlflow_url, study.experiment_id, study.id),
             "stoppable": study.status == "running" and self._stoppable(study),
         }
 
