@@ -128,7 +128,10 @@ class Launches:
     def _save(self, launch: Launch) -> None:
         path = self.dir / f"{launch.id}.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(launch)))
+        # The argv may hold a secret given on the command line: owner-only.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(asdict(launch)))
         tmp.replace(path)
 
     def get(self, launch_id: str) -> Launch | None:

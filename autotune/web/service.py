@@ -208,6 +208,8 @@ class Console:
     def stop(self, study_id: str) -> dict[str, Any]:
         """Ctrl-C's path for a running study: SIGINT to its sweep process (group)."""
         study, launch = self.resolve(study_id)
+        if study is not None and study.status != "running":
+            raise Conflict(f"the study is {study.status}, not running")
         if launch is not None:
             if not self.launches.stop(launch):
                 raise Conflict("the study is not running")
