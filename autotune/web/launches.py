@@ -42,7 +42,7 @@ class Launch:
     argv: list[str]
     cwd: str
     pid: int
-    create_time: float
+    create_time: float  # the process's start (clock ticks since boot): tells a reused PID
     started: float
     output: str
     host: str = field(default_factory=socket.gethostname)
@@ -62,7 +62,7 @@ class Launch:
             return None
         try:
             proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 1.0:
+            if start_ticks(self.pid) != self.create_time:
                 return None
             if proc.status() == psutil.STATUS_ZOMBIE:
                 proc.wait(timeout=0)  # our own child: reap it
@@ -117,7 +117,7 @@ class Launches:
             argv=argv,
             cwd=str(self.start_dir),
             pid=proc.pid,
-            create_time=psutil.Process(proc.pid).create_time(),
+            create_time=start_ticks(proc.pid),
             started=time.time(),
             output=str(output),
         )
@@ -174,6 +174,23 @@ class Launches:
                 time.sleep(0.5)
             log.warning("study %s still running: sending %s", launch.id, sig.name)
             _signal_group(launch.pid, sig)
+
+
+def start_ticks(pid: int) -> float:
+    """When ``pid`` started, in clock ticks since boot (/proc/<pid>/stat field 22).
+
+    psutil's create_time() adds the boot time, which moves when the wall clock is
+    adjusted (seen here: 2 s apart for the same process); the tick count does not.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return float(stat.rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        try:
+            return round(psutil.Process(pid).create_time())
+        except psutil.Error:
+            return -1.0
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -150,6 +150,8 @@ class Console:
                 "trials_failed": 0,
                 "trials_total": None,
                 "best": None,
+                "eta_s": None,
+                "current": None,
                 "verdict": "Starting: the sweep process has not opened its MLflow run yet."
                 if alive
                 else "The study process ended before opening its MLflow run: "
