@@ -139,11 +139,15 @@ def _log_path(c: Console, run_id: str, name: str):
         raise NotFound(f"no log {name!r}; logs: {', '.join(files.TRIAL_LOGS)}")
     t, s = c.trial(run_id)
     job = files.job_dir(s.sweep_dir, t.index)
-    if job is None:
-        raise NotFound(f"the job directory of {t.name} is not on this host")
     try:
+        if job is None:
+            raise files.FileRefused(f"the job directory of {t.name} is not on this host")
         return files.inside(job, files.TRIAL_LOGS[name]), t
     except files.FileRefused as e:
+        if t.status != "running" and name in files.TRIAL_ARTIFACTS:
+            kept = c.artifact(run_id, files.TRIAL_ARTIFACTS[name])
+            if kept is not None:
+                return kept, t
         raise NotFound(str(e)) from e
 
 

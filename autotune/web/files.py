@@ -22,6 +22,12 @@ TRIAL_LOGS = {
     "genai-bench": "genai-bench/genai_bench.console.log",
     "trial": "__main__.log",
 }
+# Where the same logs are among the trial's MLflow artifacts (read when the sweep
+# directory is not on this host, or was removed).
+TRIAL_ARTIFACTS = {
+    "engine": "logs/engine.log",
+    "genai-bench": "genai-bench/genai_bench.console.log",
+}
 MAX_READ = 256 * 1024
 
 

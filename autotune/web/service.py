@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from autotune.web import bridge, experiments, links
+from autotune.web import bridge, experiments, files, links
 from autotune.web.launches import Launch, Launches
 from autotune.web.store import Store, Study, Trial
 
@@ -202,6 +204,28 @@ class Console:
         if study is None:
             raise NotFound(f"the study of trial {run_id!r} is not in the store")
         return trial, study
+
+    def artifact(self, run_id: str, path: str) -> Path | None:
+        """A finished trial's artifact file (fixed ``path``), downloaded once, or None."""
+        root = self.settings.state_dir / "artifacts" / run_id
+        try:
+            return files.inside(root, path)
+        except files.FileRefused:
+            pass
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root.parent))
+        try:
+            local = self.store.client.download_artifacts(run_id, path, str(tmp))
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            Path(local).replace(root / path)
+        except Exception:
+            return None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            return files.inside(root, path)
+        except files.FileRefused:
+            return None
 
     # --- control -------------------------------------------------------------------
     def _stoppable(self, study: Study) -> bool:
