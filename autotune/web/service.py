@@ -260,6 +260,8 @@ class Console:
             )
         if launch.alive():
             raise Conflict("the study is still running")
+        if study is not None and study.status not in ("stopped", "failed"):
+            raise Conflict(f"the study is {study.status}: start it again with edits instead")
         new = self.launches.start(launch.argv[3:])
         self.store.invalidate()
         return {"id": new.id, "command": self.command(launch.argv[3:])}

@@ -167,6 +167,11 @@ def test_a_virtual_study_through_the_api(client, settings):
         assert client.get(f"/studies/{run_id}").status_code == 200
         # Stopping a finished study is a conflict, not a crash.
         assert client.post(f"/api/studies/{run_id}/stop", json={}).status_code == 409
+        assert client.post(f"/api/studies/{run_id}/resume", json={}).status_code == 409
+        # Restarting the console loses nothing: a new app on the same state finds it.
+        with TestClient(create_app(settings)) as again:
+            st2 = again.get(f"/api/studies/{sid}").json()
+        assert st2["id"] == run_id and st2["launch_id"] == sid and st2["status"] == "finished"
     finally:
         stop_launches(settings.state_dir)
 
