@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from console_process import stop_launches
 from fastapi.testclient import TestClient
 
 from autotune.web import bridge, files, links
 from autotune.web.__main__ import check_args, parse_args
 from autotune.web.app import create_app
 from autotune.web.experiments import experiment_yaml
-
-from .conftest import stop_launches
 
 
 def test_validate_puts_an_unknown_flag_on_its_field(client):

@@ -12,10 +12,9 @@ import time
 
 import httpx
 import pytest
+from console_process import ConsoleProcess, stop_launches
 
 from autotune.web.launches import Launches
-
-from .conftest import ConsoleProcess, stop_launches
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.common.exceptions import (  # noqa: E402
