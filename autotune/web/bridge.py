@@ -11,9 +11,9 @@ store's URI rules and tag names, and the secret scrubbing of anything shown.
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -75,9 +75,20 @@ def _compose(overrides: list[str], config_dirs: Iterable[Path] = ()) -> DictConf
             GlobalHydra.instance().clear()
 
 
-@functools.lru_cache(maxsize=1)
+_choices: tuple[float, dict[str, list[str]]] | None = None
+CHOICES_TTL_S = 10.0
+
+
 def group_choices() -> dict[str, list[str]]:
-    """The choices of each config group, as Hydra lists them (a new YAML file shows up)."""
+    """The choices of each config group, as Hydra lists them (a new YAML file shows up
+    within ``CHOICES_TTL_S``, without a restart)."""
+    global _choices
+    if _choices is None or time.monotonic() - _choices[0] > CHOICES_TTL_S:
+        _choices = (time.monotonic(), _list_choices())
+    return _choices[1]
+
+
+def _list_choices() -> dict[str, list[str]]:
     register_configs()
     with _hydra_lock:
         GlobalHydra.instance().clear()
@@ -93,7 +104,8 @@ def group_choices() -> dict[str, list[str]]:
 
 
 def refresh_choices() -> None:
-    group_choices.cache_clear()
+    global _choices
+    _choices = None
 
 
 # "params.mem-fraction-statik: unknown flag ..." -> the field the message is about.
@@ -140,6 +152,15 @@ def study_defaults(overrides: list[str] | None = None) -> dict[str, Any]:
         "n_trials": OmegaConf.select(cfg, "search.n_trials", default=None),
         "experiment": cfg.tracking.experiment,
     }
+
+
+def sweep_process_gone(tags: dict[str, str]) -> bool:
+    """A RUNNING sweep run whose processes on this host are all gone (killed -9):
+    the next study start closes it; until then the console shows it stopped."""
+    from autotune.owner import owner_dead
+    from autotune.tracking import live_workers
+
+    return owner_dead(tags.get(OWNER)) and not live_workers(tags)
 
 
 def secret_values(extra: Iterable[str] = ()) -> list[str]:

@@ -272,7 +272,8 @@ class Console:
         if launch is not None:
             return launch.argv[3:]
         study, _ = self.resolve(study_id)
-        return shlex.split(study.command) if study and study.command else []
+        # The tag is the argv joined by spaces (not shell-quoted): split it back so.
+        return study.command.split() if study and study.command else []
 
 
 def _is_dir_arg(args: list[str], arg: str) -> bool:

@@ -58,7 +58,7 @@ def _status(run: Any) -> str:
     mlflow_status = run.info.status
     tag = run.data.tags.get(bridge.STATUS, "")
     if mlflow_status == "RUNNING":
-        return "running"
+        return "stopped" if bridge.sweep_process_gone(run.data.tags) else "running"
     if mlflow_status == "FINISHED":
         return "finished"
     if mlflow_status == "KILLED" or tag == "interrupted":
@@ -138,10 +138,8 @@ class Study:
     @classmethod
     def from_run(cls, run: Any) -> Study:
         tags, m = run.data.tags, run.data.metrics
-        done = _int(m.get("trials_total" if run.info.status != "RUNNING" else "trials_done"))
-        if run.info.status == "RUNNING" or done is None:
-            done = _int(m.get("trials_done")) or 0
-        total = _int(m.get("trials_total")) or _int(tags.get(bridge.N_TRIALS))
+        # Planned trials: the tag (the trials_total metric becomes the count run at the end).
+        total = _int(tags.get(bridge.N_TRIALS)) or _int(m.get("trials_total"))
         best = m.get("best_objective_final", m.get("best_objective"))
         return cls(
             id=run.info.run_id,
@@ -149,7 +147,7 @@ class Study:
             experiment_id=run.info.experiment_id,
             status=_status(run),
             simulated=tags.get(bridge.SIMULATED) == "true",
-            trials_done=done,
+            trials_done=_int(m.get("trials_done")) or 0,
             trials_failed=_int(m.get("trials_failed")) or 0,
             trials_total=total,
             best_objective=_num(best),
