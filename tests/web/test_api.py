@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -199,3 +200,43 @@ def test_a_finished_trials_log_is_read_from_mlflow_when_its_directory_is_gone(cl
         assert client.get(f"/api/trials/{run_id}/logs/..%2F..%2Fmlflow.db").status_code == 404
     finally:
         stop_launches(settings.state_dir)
+
+
+def _run(status: str, tags: dict, metrics: dict | None = None):
+    from types import SimpleNamespace
+
+    info = SimpleNamespace(
+        run_id="abc123",
+        run_name="s",
+        experiment_id="1",
+        status=status,
+        start_time=1_000,
+        end_time=None,
+        lifecycle_stage="active",
+    )
+    data = SimpleNamespace(
+        tags={"autotune.role": "sweep", **tags}, metrics=metrics or {}, params={}
+    )
+    return SimpleNamespace(info=info, data=data)
+
+
+def test_study_status_from_the_parent_run():
+    import socket
+
+    from autotune.web.store import Study
+
+    host = socket.gethostname()
+    live = _run(
+        "RUNNING",
+        {"autotune.owner": f"{os.getpid()}@{host}", "autotune.n_trials": "5"},
+        {"trials_done": 2, "trials_failed": 1, "trials_total": 5},
+    )
+    s = Study.from_run(live)
+    assert (s.status, s.trials_done, s.trials_failed, s.trials_total) == ("running", 2, 1, 5)
+    assert s.eta_s(now_ms=1_000 + 20_000) == pytest.approx(30.0)  # 10 s a trial, 3 left
+    # Its sweep process was SIGKILLed (no such PID here): shown stopped, not running forever.
+    dead = _run("RUNNING", {"autotune.owner": f"{2**22 + 7}@{host}"})
+    assert Study.from_run(dead).status == "stopped"
+    assert Study.from_run(_run("KILLED", {"autotune.status": "interrupted"})).status == "stopped"
+    assert Study.from_run(_run("FINISHED", {})).status == "finished"
+    assert Study.from_run(_run("FAILED", {})).status == "failed"
