@@ -21,7 +21,7 @@ import psutil
 
 from autotune.web import bridge, experiments, files, links
 from autotune.web.launches import Launch, Launches
-from autotune.web.store import Store, Study, Trial
+from autotune.web.store import Cached, Store, Study, Trial
 
 
 @dataclass
@@ -56,13 +56,19 @@ class Console:
         self.settings = settings
         self.store = Store(settings.tracking_uri, ttl_s=settings.refresh_s)
         self.launches = Launches(settings.state_dir, settings.start_dir, settings.python)
+        # What 20 clients polling the same study ask for: computed once a second.
+        self._answers = Cached(min(1.0, settings.refresh_s))
+        self._secrets = Cached(5.0)
 
     # --- secrets -------------------------------------------------------------------
     def secrets(self) -> list[str]:
-        extra: list[str] = []
-        for launch in self.launches.all():
-            extra += bridge.override_secrets(launch.argv)
-        return bridge.secret_values(extra)
+        def collect() -> list[str]:
+            extra: list[str] = []
+            for launch in self.launches.all():
+                extra += bridge.override_secrets(launch.argv)
+            return bridge.secret_values(extra)
+
+        return self._secrets.get("all", collect)
 
     def scrub(self, data: Any) -> Any:
         return bridge.scrub_data(data, self.secrets())
@@ -102,8 +108,13 @@ class Console:
             raise InvalidStudy([e["message"] for e in result["errors"]], result["command"])
         args, _ = self.args_for(body)
         launch = self.launches.start(args)
-        self.store.invalidate()
+        self.invalidate()
         return {"id": launch.id, "command": result["command"]}
+
+    def invalidate(self) -> None:
+        self.store.invalidate()
+        self._answers.clear()
+        self._secrets.clear()
 
     # --- reading -------------------------------------------------------------------
     def _launch_for(self, study: Study) -> Launch | None:
@@ -124,10 +135,16 @@ class Console:
         return (self.store.study(found.id) if found else None), launch
 
     def study_json(self, study_id: str) -> dict[str, Any]:
-        study, launch = self.resolve(study_id)
-        return self.scrub(self._describe(study, launch, detail=True))
+        def answer() -> dict[str, Any]:
+            study, launch = self.resolve(study_id)
+            return self.scrub(self._describe(study, launch, detail=True))
+
+        return self._answers.get(study_id, answer)
 
     def studies_json(self) -> list[dict[str, Any]]:
+        return self._answers.get("", self._studies_json)
+
+    def _studies_json(self) -> list[dict[str, Any]]:
         studies = self.store.studies()
         owners = {s.owner for s in studies}
         rows = [self._describe(s, self._launch_for(s), detail=False) for s in studies]
@@ -247,7 +264,7 @@ class Console:
                     "the study is not running on this host (stop it where it runs: Ctrl-C)"
                 )
             proc.send_signal(signal.SIGINT)  # that process only: it is not our child
-        self.store.invalidate()
+        self.invalidate()
         return {"id": study_id, "stopping": True}
 
     def resume(self, study_id: str) -> dict[str, str]:
@@ -263,7 +280,7 @@ class Console:
         if study is not None and study.status not in ("stopped", "failed"):
             raise Conflict(f"the study is {study.status}: start it again with edits instead")
         new = self.launches.start(launch.argv[3:])
-        self.store.invalidate()
+        self.invalidate()
         return {"id": new.id, "command": self.command(launch.argv[3:])}
 
     def launch_args(self, study_id: str) -> list[str]:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class _Cached:
+class Cached:
     """One value recomputed at most every ``ttl_s``; callers share the refresh."""
 
     def __init__(self, ttl_s: float) -> None:
@@ -206,8 +206,8 @@ class Store:
     def __init__(self, uri: str, ttl_s: float = 2.0) -> None:
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
-        self._list = _Cached(ttl_s)
-        self._detail = _Cached(ttl_s)
+        self._list = Cached(ttl_s)
+        self._detail = Cached(ttl_s)
         self.queries = 0  # store round trips, for the load benchmark and tests
 
     def _search(self, filter_string: str, exp_ids: list[str]) -> list[Any]:

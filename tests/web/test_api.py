@@ -176,32 +176,6 @@ def test_a_virtual_study_through_the_api(client, settings):
         stop_launches(settings.state_dir)
 
 
-@pytest.mark.slow
-def test_a_finished_trials_log_is_read_from_mlflow_when_its_directory_is_gone(client, settings):
-    """Logs are kept afterwards: the engine log comes from the run's artifacts (a real-time
-    trial: virtual ones upload no log)."""
-    short = ["benchmark.concurrency=[2]", "benchmark.max_requests_per_run=4"]
-    r = client.post("/api/studies", json={"overrides": ["params.mem=0.8", *short]})
-    sid = r.json()["id"]
-    try:
-        deadline, st = time.monotonic() + 240, {}
-        while time.monotonic() < deadline:
-            st = client.get(f"/api/studies/{sid}").json()
-            if st["status"] != "running":
-                break
-            time.sleep(1)
-        run_id = st["best"]["run_id"]
-        here = client.get(f"/api/trials/{run_id}/logs/engine").json()["text"]
-        assert here.strip()
-        shutil.rmtree(settings.start_dir / "multirun")
-        kept = client.get(f"/api/trials/{run_id}/logs/engine")
-        assert kept.status_code == 200 and kept.json()["text"] == here
-        assert client.get(f"/api/trials/{run_id}/logs/trial").status_code == 404
-        assert client.get(f"/api/trials/{run_id}/logs/..%2F..%2Fmlflow.db").status_code == 404
-    finally:
-        stop_launches(settings.state_dir)
-
-
 def _run(status: str, tags: dict, metrics: dict | None = None):
     from types import SimpleNamespace
 

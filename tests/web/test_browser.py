@@ -131,6 +131,17 @@ def test_form_validates_then_launches_and_the_study_finishes(console, browser):
     assert len(browser.find_elements(By.CSS_SELECTOR, "#trials tbody tr")) == 2
     links = [a.get_attribute("href") for a in browser.find_elements(By.PARTIAL_LINK_TEXT, "MLflow")]
     assert any(h.endswith("/runs?workflowType=machine_learning") for h in links), links
+    # Logs are kept afterwards: with the sweep directory gone, the engine log comes from
+    # the trial's MLflow artifacts.
+    sid = browser.current_url.rsplit("/", 1)[1]
+    best = httpx.get(f"{console.url}/api/studies/{sid}", timeout=30).json()["best"]["run_id"]
+    log_url = f"{console.url}/api/trials/{best}/logs/engine"
+    here = httpx.get(log_url, timeout=30).json()["text"]
+    assert "Started server process" in here
+    shutil.rmtree(console.workdir / "multirun")
+    kept = httpx.get(log_url, timeout=30)
+    assert kept.status_code == 200 and kept.json()["text"] == here
+    assert httpx.get(f"{console.url}/api/trials/{best}/logs/trial", timeout=30).status_code == 404
 
 
 def test_live_log_then_stop_a_running_study(console, browser):
