@@ -25,18 +25,24 @@ from omegaconf import DictConfig, OmegaConf
 
 from autotune import secrets as _secrets
 from autotune.config import register_configs
+from autotune.tracking import (  # noqa: F401 (re-exported: the console's tag names)
+    FAILURE,
+    OWNER,
+    PARENT,
+    PHASE,
+    ROLE,
+    SIMULATED,
+    STATUS,
+    STUDY,
+    resolve_uri,
+)
+from autotune.tracking import trial_runs as _trial_runs
 from autotune.validation import CONFIG_GROUPS, check_group_choices, validate_study
 
-# Tag names of the tracking contract (autotune/tracking.py, autotune/callbacks.py).
-ROLE, STATUS, FAILURE, PHASE = (
-    "autotune.role",
-    "autotune.status",
-    "autotune.failure",
-    "autotune.phase",
-)
-STUDY, PARENT, OWNER = "autotune.study", "mlflow.parentRunId", "autotune.owner"
+# Tag names of the tracking contract: autotune/tracking.py's, and those autotune/callbacks.py
+# and autotune/trial.py write as literals.
 SWEEP_DIR, N_TRIALS, COMMAND = "autotune.sweep_dir", "autotune.n_trials", "autotune.command"
-SIMULATED, BEST_RUN = "autotune.simulated", "autotune.best_run_id"
+BEST_RUN = "autotune.best_run_id"
 TRIAL_INDEX = "autotune.trial_index"
 GROUPS: tuple[str, ...] = tuple(CONFIG_GROUPS)
 
@@ -51,8 +57,6 @@ def conf_dir() -> Path:
 
 def default_tracking_uri(configured: str | None, start_dir: Path) -> str:
     """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``mlflow.db`` in start_dir."""
-    from autotune.tracking import resolve_uri
-
     return resolve_uri(configured, start_dir)
 
 
@@ -161,6 +165,11 @@ def sweep_process_gone(tags: dict[str, str]) -> bool:
     from autotune.tracking import live_workers
 
     return owner_dead(tags.get(OWNER)) and not live_workers(tags)
+
+
+def trial_runs(client: Any, experiment_id: str, parent_run_id: str) -> list[Any]:
+    """Every trial run of a study, oldest first (the CLI's own query)."""
+    return _trial_runs(client, experiment_id, parent_run_id)
 
 
 def secret_values(extra: Iterable[str] = ()) -> list[str]:

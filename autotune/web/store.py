@@ -269,10 +269,8 @@ class Store:
             if run.data.tags.get(bridge.ROLE) != "sweep" or run.info.lifecycle_stage != "active":
                 return None
             study = Study.from_run(run)
-            trials = self._search(
-                f"tags.`{bridge.PARENT}` = '{run_id}' and tags.`{bridge.ROLE}` = 'trial'",
-                [study.experiment_id],
-            )
+            self.queries += 1
+            trials = bridge.trial_runs(self.client, study.experiment_id, run_id)
             study.trials = sorted(
                 (Trial.from_run(r) for r in trials),
                 key=lambda t: (t.index if t.index is not None else 1 << 30, t.start_ms),
