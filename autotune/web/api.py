@@ -225,6 +225,12 @@ async def save_experiment(body: ExperimentRequest, request: Request) -> dict[str
     c = console(request)
 
     def save() -> dict[str, str]:
+        if bridge.override_secrets(body.overrides):
+            raise experiments.ExperimentError(
+                "a secret value is among the overrides: an experiment file goes into version "
+                "control; read it from the environment instead (e.g. "
+                "benchmark.api_key=${oc.env:MY_API_KEY})"
+            )
         result = c.validate({"overrides": body.overrides})
         if not result["ok"]:
             raise InvalidStudy([e["message"] for e in result["errors"]], result["command"])

@@ -118,6 +118,10 @@ def test_experiment_file_is_what_launching_runs(client, settings):
     assert client.post("/api/validate", json={"experiment": "two-mems"}).json()["ok"]
     bad = client.post("/api/experiments", json={"name": "../x", "overrides": overrides})
     assert bad.status_code == 422
+    secret = ["benchmark.api_key=sk-live-0123456789"]
+    bad = client.post("/api/experiments", json={"name": "leaky", "overrides": secret})
+    assert bad.status_code == 422 and "sk-live-0123456789" not in bad.text
+    assert not (settings.experiments_dir / "experiment" / "leaky.yaml").exists()
 
 
 def test_secrets_are_never_rendered(client, monkeypatch):
