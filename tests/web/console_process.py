@@ -27,7 +27,12 @@ class ConsoleProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+            # The studies' engine registry: this test's own, not the user's ~/.cache.
+            "AUTOTUNE_STATE_DIR": str(workdir / "state"),
+        }
         self.log = open(workdir / "console.log", "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [
