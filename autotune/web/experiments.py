@@ -5,9 +5,9 @@ group choices as ``override /group: choice`` defaults, plain keys as values, swe
 under ``hydra.sweeper.params``), so it lives in version control and
 ``python -m autotune --config-dir DIR +experiment=NAME`` runs exactly it.
 
-    >>> print(experiment_yaml(["model=qwen3-8b", "params.mem=0.7,0.8", "search.n_trials=4"]))
-    # @package _global_
-    ...
+    experiment_yaml(["model=qwen3-8b", "params.mem=0.7,0.8", "search.n_trials=4"])
+    # -> "# @package _global_", defaults [{override /model: qwen3-8b}],
+    #    search: {n_trials: 4}, hydra.sweeper.params: {params.mem: '0.7,0.8'}
 """
 
 from __future__ import annotations
