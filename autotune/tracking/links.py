@@ -12,15 +12,18 @@ tuning study); the tag ``mlflow.experimentKind`` does not change that, but
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 DEFAULT_UI = "http://127.0.0.1:5000"
 _MODE = "workflowType=machine_learning"
 
 
 def runs_view_url(base: str, experiment_id: str) -> str:
     """The experiment's runs table in "Model training" mode."""
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{_MODE}"
+    return f"{base.rstrip('/')}/#/experiments/{quote(str(experiment_id), safe='')}/runs?{_MODE}"
 
 
 def run_url(base: str, experiment_id: str, run_id: str) -> str:
     """One run's page (params, metrics, artifacts) in "Model training" mode."""
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{_MODE}"
+    exp, run = quote(str(experiment_id), safe=""), quote(str(run_id), safe="")
+    return f"{base.rstrip('/')}/#/experiments/{exp}/runs/{run}?{_MODE}"
