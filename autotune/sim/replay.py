@@ -82,29 +82,98 @@ def replay_closed_loop(
     the prefix-cache model. Users start at ``spawn_rate`` users per second; by
     default all at time 0, as genai-bench's users do (it asks locust for
     spawn_rate = concurrency, and locust's dispatcher then starts the whole batch in
-    one iteration: seen as N requests arriving within milliseconds at the server). Requests still in flight at ``max_time_s``
-    come back with ``ok=False`` (genai-bench drops them). Deterministic for a seed.
+    one iteration: seen as N requests arriving within milliseconds at the server).
+    Requests still in flight at ``max_time_s`` come back with ``ok=False``
+    (genai-bench drops them). Deterministic for a seed.
     """
     if concurrency < 1 or num_requests < 0:
         raise ValueError("concurrency must be >= 1 and num_requests >= 0")
     rng = random.Random(seed)
     if hasattr(engine, "token_event_interval"):
         engine.token_event_interval = 0  # the virtual clock needs no streaming progress
-    records: dict[str, RequestRecord] = {}
-    order: list[str] = []
-    sent = 0
-    # SimEngine can fuse quiet decode steps; other engines get plain step(now) calls.
-    fused = MAX_FUSED_DECODE_STEPS if _accepts(engine.step, "max_decode_steps") else 0
+    loop = _ClosedLoop(
+        engine,
+        num_requests=num_requests,
+        sample_lengths=sample_lengths,
+        sample_prefix=sample_prefix,
+        rng=rng,
+        max_time_s=max_time_s,
+        starts=_user_starts(min(concurrency, num_requests), spawn_rate),
+    )
+    loop.run()
+    return list(loop.records.values())
 
-    def send(user: int, t: float) -> None:
-        nonlocal sent
-        isl, osl = sample_lengths(rng)
-        plen, pkey = sample_prefix(rng) if sample_prefix is not None else (0, None)
-        rid = f"req-{sent}"
-        sent += 1
-        records[rid] = RequestRecord(rid, int(isl), 0, t, None, None, False, user=user)
-        order.append(rid)
-        engine.add(
+
+def _user_starts(users: int, spawn_rate: float | None) -> list[float]:
+    """User i sends its first request at i / spawn_rate seconds (all at 0 by default)."""
+    rate = float(spawn_rate) if spawn_rate is not None else float("inf")
+    return [user / rate if 0 < rate < float("inf") else 0.0 for user in range(users)]
+
+
+class _ClosedLoop:
+    """The users of one replay: each sends its next request when the last one ends."""
+
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        num_requests: int,
+        sample_lengths: Callable[[random.Random], tuple[int, int]],
+        sample_prefix: Callable[[random.Random], tuple[int, str | None]] | None,
+        rng: random.Random,
+        max_time_s: float | None,
+        starts: list[float],
+    ) -> None:
+        self.engine = engine
+        self.num_requests = num_requests
+        self.sample_lengths = sample_lengths
+        self.sample_prefix = sample_prefix
+        self.rng = rng
+        self.max_time_s = max_time_s
+        self.starts = starts
+        self.next_user = 0  # users before it have started
+        self.sent = 0
+        self.records: dict[str, RequestRecord] = {}  # in send order
+        # SimEngine can fuse quiet decode steps; other engines get plain step(now) calls.
+        self.fused = MAX_FUSED_DECODE_STEPS if _accepts(engine.step, "max_decode_steps") else 0
+
+    def run(self) -> None:
+        now = 0.0
+        self._spawn_due(now)
+        while self.engine.has_work() or self.next_user < len(self.starts):
+            if not self.engine.has_work():
+                now = self.starts[self.next_user]  # idle until the next user spawns
+            self._spawn_due(now)
+            if self.max_time_s is not None and now >= self.max_time_s:
+                break
+            out = self._step(now)
+            now += out.duration_s
+            if out.kind == "idle" and not out.events:
+                break  # nothing can run: never spin
+            for ev in out.events:
+                self._on_event(ev)
+
+    def _spawn_due(self, now: float) -> None:
+        while self.next_user < len(self.starts) and self.starts[self.next_user] <= now:
+            self._send(self.next_user, self.starts[self.next_user])
+            self.next_user += 1
+
+    def _step(self, now: float) -> Any:
+        if not self.fused:
+            return self.engine.step(now)
+        # Never fuse decode steps across a pending user spawn.
+        return self.engine.step(now, self.fused if self.next_user >= len(self.starts) else 1)
+
+    def _send(self, user: int, t: float) -> None:
+        isl, osl = self.sample_lengths(self.rng)
+        if self.sample_prefix is not None:
+            plen, pkey = self.sample_prefix(self.rng)
+        else:
+            plen, pkey = 0, None
+        rid = f"req-{self.sent}"
+        self.sent += 1
+        self.records[rid] = RequestRecord(rid, int(isl), 0, t, None, None, False, user=user)
+        self.engine.add(
             SimRequest(
                 rid=rid,
                 input_len=int(isl),
@@ -115,44 +184,18 @@ def replay_closed_loop(
             )
         )
 
-    # user i sends its first request at i / spawn_rate seconds (all at 0 by default).
-    rate = float(spawn_rate) if spawn_rate is not None else float("inf")
-    starts = [
-        user / rate if 0 < rate < float("inf") else 0.0
-        for user in range(min(concurrency, num_requests))
-    ]
-    next_user = 0
-    now = 0.0
-    while next_user < len(starts) and starts[next_user] <= now:
-        send(next_user, starts[next_user])
-        next_user += 1
-    while engine.has_work() or next_user < len(starts):
-        if not engine.has_work():
-            now = starts[next_user]  # idle until the next user spawns
-        while next_user < len(starts) and starts[next_user] <= now:
-            send(next_user, starts[next_user])
-            next_user += 1
-        if max_time_s is not None and now >= max_time_s:
-            break
-        if fused:
-            # Never fuse decode steps across a pending user spawn.
-            out = engine.step(now, fused if next_user >= len(starts) else 1)
-        else:
-            out = engine.step(now)
-        now += out.duration_s
-        if out.kind == "idle" and not out.events:
-            break  # nothing can run: never spin
-        for ev in out.events:
-            rec = records.get(ev.rid)
-            if rec is None or (max_time_s is not None and ev.time > max_time_s):
-                continue  # after the time limit the client has stopped listening
-            if ev.kind == "first_token":
-                rec.first_token_s = ev.time
-                rec.cached_tokens = ev.cached_tokens
-            elif ev.kind in ("finished", "aborted"):
-                rec.end_s = ev.time
-                rec.output_tokens = ev.output_tokens
-                rec.ok = ev.kind == "finished"
-                if sent < num_requests and (max_time_s is None or ev.time < max_time_s):
-                    send(rec.user, ev.time)
-    return [records[rid] for rid in order]
+    def _on_event(self, ev: Any) -> None:
+        rec = self.records.get(ev.rid)
+        late = self.max_time_s is not None and ev.time > self.max_time_s
+        if rec is None or late:
+            return  # after the time limit the client has stopped listening
+        if ev.kind == "first_token":
+            rec.first_token_s = ev.time
+            rec.cached_tokens = ev.cached_tokens
+        elif ev.kind in ("finished", "aborted"):
+            rec.end_s = ev.time
+            rec.output_tokens = ev.output_tokens
+            rec.ok = ev.kind == "finished"
+            in_time = self.max_time_s is None or ev.time < self.max_time_s
+            if self.sent < self.num_requests and in_time:
+                self._send(rec.user, ev.time)

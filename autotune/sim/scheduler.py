@@ -100,6 +100,58 @@ class _Req:
         self.fill = self.input_len  # tokens that must be in KV before the next token is sampled
 
 
+class _PrefillBudget:
+    """What a prefill batch may still take: ``PrefillAdder``'s remaining budgets.
+
+    ``avail`` is the free plus evictable KV pool; ``rem_total_offset`` the tokens
+    promised to running and admitted requests (their future output included),
+    ``cur_offset`` those they occupy now; ``rem_input`` is what is left of
+    ``max-prefill-tokens`` and ``rem_chunk`` of ``chunked-prefill-size`` (None: off).
+    """
+
+    __slots__ = ("avail", "rem_total_offset", "cur_offset", "rem_input", "rem_chunk", "req_states")
+
+    def __init__(
+        self,
+        *,
+        avail: int,
+        rem_total_offset: float,
+        cur_offset: int,
+        rem_input: int,
+        rem_chunk: int | None,
+    ) -> None:
+        self.avail = avail
+        self.rem_total_offset = rem_total_offset
+        self.cur_offset = cur_offset
+        self.rem_input = rem_input
+        self.rem_chunk = rem_chunk
+        # PrefillAdder.req_states: the ignore_eos simulation, built on first use.
+        self.req_states: list[tuple[float, int]] | None = None
+
+    def room(self) -> int:
+        """Tokens a chunked request may prefill now (chunk and memory budget)."""
+        chunk = self.rem_chunk if self.rem_chunk is not None else 1 << 62
+        return min(chunk, int(self.avail - self.rem_total_offset))
+
+    def out_of_memory(self) -> bool:
+        return self.avail - self.rem_total_offset <= 0 or self.avail - self.cur_offset <= 0
+
+    def out_of_tokens(self) -> bool:
+        return self.rem_input <= 0 or (self.rem_chunk is not None and self.rem_chunk <= 0)
+
+    def cannot_reserve(self, tokens: int, lock_cost: int = 0) -> bool:
+        """Would ``tokens`` (prompt + reserved output) overrun the memory budget?"""
+        return tokens >= self.avail - lock_cost - self.rem_total_offset
+
+    def take(self, n: int, reserve: int) -> None:
+        """Prefill ``n`` tokens now and reserve ``reserve`` more for the request's output."""
+        self.rem_total_offset += n + reserve
+        self.cur_offset += n
+        self.rem_input -= n
+        if self.rem_chunk is not None:
+            self.rem_chunk -= n
+
+
 class SimEngine:
     """The simulated scheduler; see the module docstring and ``autotune.sim.types``."""
 
@@ -373,108 +425,148 @@ class SimEngine:
         if self.max_running - running_bs <= 0 and self.chunked is None:
             self.batch_is_full = True
             return []
-        mixed_tokens = running_bs if self.mixed and running_bs else 0
-        avail = self._avail_and_evictable()
-        rem_total_offset = (
-            mixed_tokens + (self._run_rem - running_bs * self.counter) * self.new_token_ratio
-        )
-        cur_offset = mixed_tokens
-        rem_input = self.max_prefill
-        rem_chunk = None if self.chunk_size is None else self.chunk_size - mixed_tokens
+        budget = self._prefill_budget(running_bs)
         batch: list[_Req] = []
         new_chunked: _Req | None = None
-
         continuing = self.chunked is not None
         if continuing:
             r = self.chunked
-            room = min(
-                rem_chunk if rem_chunk is not None else 1 << 62, int(avail - rem_total_offset)
-            )
-            want = r.fill - r.done
-            truncated = want > room
-            r.extend = max(0, min(want, room))
+            truncated = self._continue_chunked(r, budget)
+            if r.extend == 0:  # no room this round: keep it chunked, let decoding free memory
+                return []
             batch.append(r)
-            reserve = 0 if truncated else min(r.output_len - r.gen, CLIP_MAX_NEW_TOKENS)
-            rem_total_offset += r.extend + reserve
-            cur_offset += r.extend
-            rem_input -= r.extend
-            if rem_chunk is not None:
-                rem_chunk -= r.extend
             new_chunked = r if truncated else None
             self.chunked = None
-            if r.extend == 0:  # no room this round: keep it chunked, let decoding free memory
-                batch.pop()
-                self.chunked = r
-                return []
-
+        ordered: list[_Req] = []
         # A still-truncated chunked request has used up the chunk or the memory budget.
-        ordered = self._ordered_waiting() if new_chunked is None else []
-        states: list[tuple[float, int]] | None = None
+        if new_chunked is None:
+            ordered = self._ordered_waiting()
+            new_chunked = self._admit_waiting(ordered, batch, budget, running_bs)
+        self._drop_admitted(ordered, batch, continuing)
+        self.chunked = new_chunked
+        return batch
+
+    def _prefill_budget(self, running_bs: int) -> _PrefillBudget:
+        """``PrefillAdder.__init__``: what the running batch leaves to a new prefill batch."""
+        mixed_tokens = running_bs if self.mixed and running_bs else 0
+        return _PrefillBudget(
+            avail=self._avail_and_evictable(),
+            rem_total_offset=(
+                mixed_tokens + (self._run_rem - running_bs * self.counter) * self.new_token_ratio
+            ),
+            cur_offset=mixed_tokens,
+            rem_input=self.max_prefill,
+            rem_chunk=None if self.chunk_size is None else self.chunk_size - mixed_tokens,
+        )
+
+    def _continue_chunked(self, r: _Req, budget: _PrefillBudget) -> bool:
+        """``PrefillAdder.add_chunked_req``: the chunked request's next chunk (``r.extend``).
+
+        True if the rest of its prompt still does not fit: it stays chunked.
+        """
+        room = budget.room()
+        want = r.fill - r.done
+        truncated = want > room
+        r.extend = max(0, min(want, room))
+        reserve = 0 if truncated else min(r.output_len - r.gen, CLIP_MAX_NEW_TOKENS)
+        budget.take(r.extend, reserve)
+        return truncated
+
+    def _admit_waiting(
+        self, ordered: list[_Req], batch: list[_Req], budget: _PrefillBudget, running_bs: int
+    ) -> _Req | None:
+        """``PrefillAdder.add_one_req`` over the queue in policy order, appending to ``batch``
+        until a stop rule fires; returns the request left chunked, if any."""
         for r in ordered:
-            if running_bs + len(batch) >= self.max_running:
-                self.batch_is_full = True
-                break
-            if (avail - rem_total_offset <= 0 or avail - cur_offset <= 0) and batch:
-                self.batch_is_full = True
-                break
-            if rem_input <= 0 or (rem_chunk is not None and rem_chunk <= 0):
+            if self._batch_stop(batch, budget, running_bs):
                 break
             hit = self._match(r)
             matched = max(hit, r.done)
             extend = r.fill - matched
             max_new = min(r.output_len - r.gen, CLIP_MAX_NEW_TOKENS)
-            # SGLang checks again under the prefix lock: an evictable prefix this
-            # request would lock no longer counts as free.
-            if hit > r.done and r.holds_key is None and not self._refs.get(r.prefix_key):
-                lock_cost = self._cache[r.prefix_key]
-                if extend + max_new >= avail - lock_cost - rem_total_offset:
-                    self.batch_is_full = True
-                    break
-            if not self.radix:
-                # SGLang's ignore_eos path without a tree: simulate future memory use.
-                if states is None:
-                    states = self._ignore_eos_states(batch)
-                ok = self._ignore_eos_fits(
-                    r, extend, avail - cur_offset, avail - rem_total_offset, states
-                )
-                if not ok:
-                    self.batch_is_full = True
-                    break
-            else:
-                total = extend + max_new
-                if total >= avail - rem_total_offset:
-                    self.batch_is_full = True
-                    break
-                if extend >= rem_input and batch:
-                    break
-            if rem_chunk is None or extend <= rem_chunk:
-                r.extend = extend
-                rem_total_offset += extend + max_new
-            else:
-                # Chunked prefill: take what the chunk budget leaves (page size 1).
-                r.extend = rem_chunk
-                rem_total_offset += rem_chunk
-                new_chunked = r
-            cur_offset += r.extend
-            rem_input -= r.extend
-            if rem_chunk is not None:
-                rem_chunk -= r.extend
-            locked = self._cache_locked
-            self._admit(r, matched)
-            # Locking a matched prefix turns evictable tokens into used ones.
-            avail -= self._cache_locked - locked
-            batch.append(r)
-            if new_chunked is r:
+            if self._request_stop(r, hit, extend, max_new, batch, budget):
                 break
+            chunked = self._take_waiting(r, matched, extend, max_new, budget)
+            batch.append(r)
+            if chunked:
+                return r
+        return None
+
+    def _batch_stop(self, batch: list[_Req], budget: _PrefillBudget, running_bs: int) -> bool:
+        """The stop rules that hold whatever request comes next."""
+        if running_bs + len(batch) >= self.max_running:
+            self.batch_is_full = True
+            return True
+        if budget.out_of_memory() and batch:
+            self.batch_is_full = True
+            return True
+        return budget.out_of_tokens()
+
+    def _request_stop(
+        self,
+        r: _Req,
+        hit: int,
+        extend: int,
+        max_new: int,
+        batch: list[_Req],
+        budget: _PrefillBudget,
+    ) -> bool:
+        """The stop rules for request ``r``: it needs ``extend`` new prompt tokens now and
+        reserves ``max_new`` output tokens; ``hit`` of its prompt is in the prefix cache."""
+        # SGLang checks again under the prefix lock: an evictable prefix this
+        # request would lock no longer counts as free.
+        if hit > r.done and r.holds_key is None and not self._refs.get(r.prefix_key):
+            lock_cost = self._cache[r.prefix_key]
+            if budget.cannot_reserve(extend + max_new, lock_cost):
+                self.batch_is_full = True
+                return True
+        if not self.radix:
+            # SGLang's ignore_eos path without a tree: simulate future memory use.
+            if budget.req_states is None:
+                budget.req_states = self._ignore_eos_states(batch)
+            ok = self._ignore_eos_fits(
+                r,
+                extend,
+                budget.avail - budget.cur_offset,
+                budget.avail - budget.rem_total_offset,
+                budget.req_states,
+            )
+            if not ok:
+                self.batch_is_full = True
+            return not ok
+        if budget.cannot_reserve(extend + max_new):
+            self.batch_is_full = True
+            return True
+        return extend >= budget.rem_input and bool(batch)
+
+    def _take_waiting(
+        self, r: _Req, matched: int, extend: int, max_new: int, budget: _PrefillBudget
+    ) -> bool:
+        """Charge ``r`` to the budget and admit it; True if only a chunk of it fits."""
+        chunked = budget.rem_chunk is not None and extend > budget.rem_chunk
+        if chunked:
+            # Chunked prefill: take what the chunk budget leaves (page size 1).
+            r.extend = budget.rem_chunk
+            budget.take(budget.rem_chunk, 0)
+        else:
+            r.extend = extend
+            budget.take(extend, max_new)
+        locked = self._cache_locked
+        self._admit(r, matched)
+        # Locking a matched prefix turns evictable tokens into used ones.
+        budget.avail -= self._cache_locked - locked
+        return chunked
+
+    def _drop_admitted(self, ordered: list[_Req], batch: list[_Req], continuing: bool) -> None:
+        """Remove the requests of ``batch`` that came from the waiting queue."""
         taken = len(batch) - (1 if continuing else 0)
-        if taken:
-            if ordered is self.waiting:
-                del self.waiting[:taken]  # fcfs admits a prefix of the queue: O(taken)
-            else:
-                admitted = {r.rid for r in batch}
-                self.waiting = [r for r in self.waiting if r.rid not in admitted]
-        self.chunked = new_chunked
-        return batch
+        if not taken:
+            return
+        if ordered is self.waiting:
+            del self.waiting[:taken]  # fcfs admits a prefix of the queue: O(taken)
+        else:
+            admitted = {r.rid for r in batch}
+            self.waiting = [r for r in self.waiting if r.rid not in admitted]
 
     def _admit(self, r: _Req, matched: int) -> None:
         """A waiting request enters a prefill batch: lock its cached prefix."""
