@@ -66,9 +66,7 @@ from autotune.trial.spec import TrialSpec  # noqa: E402
 
 log = logging.getLogger("search_efficiency")
 
-EXAMPLE = ROOT / "examples" / "sglang-slo-search"
 STUDY_OVERRIDES = [
-    f"hydra.searchpath=[file://{EXAMPLE}]",
     "+experiment=sglang-slo-search",
     # Exact scores: the strategies are compared on one deterministic landscape.
     "deploy.noise=0",
