@@ -102,6 +102,7 @@ def _check_flag_table(cfg: DictConfig, errors: list[str]) -> None:
 def _check_params(cfg: DictConfig, errors: list[str]) -> None:
     flags, aliases = cfg.runtime.flags, cfg.runtime.aliases
     seen: set[str] = set()
+    given_as: dict[str, str] = {}  # native flag -> the key that set it (set values)
 
     def check(name: str, values: list[Any], bounds: tuple[Any, Any] | None) -> None:
         try:
@@ -111,6 +112,14 @@ def _check_params(cfg: DictConfig, errors: list[str]) -> None:
                 errors.append(str(e))
                 seen.add(name)
             return
+        other = given_as.setdefault(native, name)
+        if other != name and values != [None]:
+            # e.g. params.mem-fraction-static=0.7,0.8 while the default grid sweeps
+            # params.mem: every trial would set the flag twice and fail at start.
+            errors.append(
+                f"params.{name} and params.{other} both set {native}: keep one (a "
+                f"command-line list replaces the default grid's only under the same key)."
+            )
         for v in [*values, *(bounds or ())]:
             if v is None:
                 continue

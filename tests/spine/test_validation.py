@@ -78,3 +78,14 @@ def test_structured_config_rejects_typos_at_composition(compose_cfg):
         compose_cfg("benchmark.concurency=[8]")
     with pytest.raises(Exception, match="max_requests_per_run"):
         compose_cfg("benchmark.max_requests_per_run=lots")
+
+
+def test_a_flag_swept_under_two_names_is_refused(compose_cfg):
+    """The default grid sweeps params.mem; a list for the native name would set it twice."""
+    cfg = compose_cfg()
+    assert validate_study(cfg) == []
+    OmegaConf.update(
+        cfg, "hydra.sweeper.params", {"params.mem-fraction-static": "0.7,0.8"}, merge=True
+    )
+    errors = validate_study(cfg)
+    assert any("both set mem-fraction-static" in e for e in errors), errors

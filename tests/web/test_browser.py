@@ -36,7 +36,12 @@ pytestmark = [
     ),
 ]
 # Short real-time simulator trials: a visible 'deploying' phase, one small level.
-SHORT = ["benchmark.concurrency=[2]", "benchmark.max_requests_per_run=4"]
+# Short studies: the confirmation stage (12 more real-time runs) is tested elsewhere.
+SHORT = [
+    "benchmark.concurrency=[2]",
+    "benchmark.max_requests_per_run=4",
+    "search.confirm.enabled=false",
+]
 
 
 @pytest.fixture(scope="module")
