@@ -84,8 +84,6 @@ def test_a_flag_swept_under_two_names_is_refused(compose_cfg):
     """The default grid sweeps params.mem; a list for the native name would set it twice."""
     cfg = compose_cfg()
     assert validate_study(cfg) == []
-    OmegaConf.update(
-        cfg, "hydra.sweeper.params", {"params.mem-fraction-static": "0.7,0.8"}, merge=True
-    )
+    cfg.hydra.overrides.task.append("params.mem-fraction-static=0.7,0.8")
     errors = validate_study(cfg)
     assert any("both set mem-fraction-static" in e for e in errors), errors
