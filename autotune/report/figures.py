@@ -233,8 +233,9 @@ def objectives_are_pooled(study: StudyRecord) -> bool:
     )
 
 
-def pareto_figure(study: StudyRecord) -> Figure:
-    """Trade-off between the study's objectives, or throughput vs p99 TTFT."""
+def _pareto_axes(study: StudyRecord) -> tuple[Any, ...]:
+    """What the trade-off figure plots: y and x metrics, their directions, the title,
+    a trial's point, and the Pareto-optimal trials."""
     if study.multi_objective:
         y_metric, x_metric = study.metrics[0], study.metrics[1]
         y_dir, x_dir = study.directions[0], study.directions[1]
@@ -263,8 +264,10 @@ def pareto_figure(study: StudyRecord) -> Figure:
             [y_metric, x_metric],
             [y_dir, x_dir],
         )
-    fig, (ax,) = _new_figure(study, title)
-    pts = {t.run_id: p for t in study.trials if (p := point(t)) is not None}
+    return y_metric, x_metric, y_dir, x_dir, title, point, front
+
+
+def _scatter_trials(ax: Any, study: StudyRecord, pts: dict[str, tuple[float, float]]) -> None:
     ok = [t for t in study.trials if t.run_id in pts and t.feasible is not False]
     bad = [t for t in study.trials if t.run_id in pts and t.feasible is False]
     sc = ax.scatter(
@@ -287,6 +290,9 @@ def pareto_figure(study: StudyRecord) -> Figure:
             zorder=3,
         )
         sc.set_gid("trials-infeasible")
+
+
+def _draw_front(ax: Any, pts: dict[str, tuple[float, float]], front: list[TrialRecord]) -> None:
     # Trials with identical results hide each other: say how many share a point.
     shared: dict[tuple[float, float], int] = {}
     for p in pts.values():
@@ -296,7 +302,6 @@ def pareto_figure(study: StudyRecord) -> Figure:
             ax.annotate(
                 f"×{count}", p, textcoords="offset points", xytext=(6, -12), fontsize=8, color=OK
             )
-    front = [t for t in front if t.run_id in pts]
     if front:
         fx = [pts[t.run_id][0] for t in front]
         fy = [pts[t.run_id][1] for t in front]
@@ -320,6 +325,9 @@ def pareto_figure(study: StudyRecord) -> Figure:
                 xytext=(6, 6),
                 fontsize=7,
             )
+
+
+def _mark_base_and_chosen(ax: Any, study: StudyRecord, pts: dict[str, tuple[float, float]]) -> None:
     base = study.baseline()
     if base is not None and base.run_id in pts:
         ax.scatter(
@@ -343,6 +351,16 @@ def pareto_figure(study: StudyRecord) -> Figure:
             label=f"chosen: {chosen.name}",
             zorder=6,
         )
+
+
+def pareto_figure(study: StudyRecord) -> Figure:
+    """Trade-off between the study's objectives, or throughput vs p99 TTFT."""
+    y_metric, x_metric, y_dir, x_dir, title, point, front = _pareto_axes(study)
+    fig, (ax,) = _new_figure(study, title)
+    pts = {t.run_id: p for t in study.trials if (p := point(t)) is not None}
+    _scatter_trials(ax, study, pts)
+    _draw_front(ax, pts, [t for t in front if t.run_id in pts])
+    _mark_base_and_chosen(ax, study, pts)
     n_failed = sum(1 for t in study.trials if not t.ok)
     n_hidden = sum(1 for t in study.trials if t.ok and t.run_id not in pts)
     if n_failed or n_hidden:
