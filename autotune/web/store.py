@@ -132,6 +132,10 @@ class Study:
     start_ms: int
     end_ms: int | None
     params: dict[str, str]
+    # The confirmation stage's outcome (autotune.confirm): the trial it chose, and
+    # its sentence with the gain's interval.
+    confirmed_run_id: str | None = None
+    verdict_line: str = ""
     current: Trial | None = None
     trials: list[Trial] = field(default_factory=list)
 
@@ -158,6 +162,8 @@ class Study:
             start_ms=run.info.start_time or 0,
             end_ms=run.info.end_time,
             params=dict(run.data.params),
+            confirmed_run_id=tags.get("autotune.confirmed_run_id"),
+            verdict_line=tags.get("autotune.verdict_line", ""),
         )
 
     def eta_s(self, now_ms: int | None = None) -> float | None:
@@ -170,8 +176,9 @@ class Study:
 
     def best_trial(self) -> Trial | None:
         by_id = {t.run_id: t for t in self.trials}
-        if self.best_run_id in by_id:
-            return by_id[self.best_run_id]
+        for chosen in (self.confirmed_run_id, self.best_run_id):
+            if chosen in by_id:
+                return by_id[chosen]
         scored = [t for t in self.trials if t.status == "ok" and t.objective is not None]
         if not scored:
             return None
@@ -196,7 +203,7 @@ class Study:
             f"{best.objective:.4g}{sim}."
             if self.status == "running"
             else f"Study {state}: {counts}; best {best.name} with objective "
-            f"{best.objective:.4g}{sim}."
+            f"{best.objective:.4g}{sim}." + (f" {self.verdict_line}" if self.verdict_line else "")
         )
 
 
