@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -160,6 +161,9 @@ class Launcher(abc.ABC):
         if request.on_progress:
             request.on_progress("warming up")
         # Unmeasured requests first (genai-bench's own --warmup-ratio halves throughput).
+        # The warm-up and genai-bench share benchmark.timeout_s: a hung engine costs
+        # the limit once, not twice.
+        started = time.monotonic()
         warm_up(
             endpoint.base_url,
             endpoint.model_name,
@@ -169,6 +173,7 @@ class Launcher(abc.ABC):
             api_key=request.api_key,
             timeout_s=request.timeout_s,
         )
+        left_s = max(1.0, request.timeout_s - (time.monotonic() - started))
         tokenizer = endpoint.info.get("tokenizer") or request.tokenizer
         bench = run_genai_bench(
             endpoint.base_url,
@@ -176,7 +181,7 @@ class Launcher(abc.ABC):
             str(tokenizer),
             request.workload,
             request.out_dir,
-            timeout_s=request.timeout_s,
+            timeout_s=left_s,
             api_key=request.api_key,
             on_progress=request.on_progress,
         )

@@ -147,7 +147,15 @@ def test_links_open_the_runs_view():
 def test_a_virtual_study_through_the_api(client, settings):
     """Launch (its own process), poll to the end, read the result and its files."""
     r = client.post(
-        "/api/studies", json={"overrides": ["deploy.clock=virtual", "params.mem=0.7,0.8"]}
+        "/api/studies",
+        # Its own sweep directory: another test's study may have started in the same second.
+        json={
+            "overrides": [
+                "deploy.clock=virtual",
+                "params.mem=0.7,0.8",
+                "hydra.sweep.dir=multirun/virtual-api",
+            ]
+        },
     )
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
