@@ -356,22 +356,34 @@ def leave_sweep_run(run: RunLogger, worker: str, status: str) -> bool:
     return not live_workers(run.client.get_run(run.run_id).data.tags, but=key)
 
 
-def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:
-    """All trial runs nested under a sweep run, oldest first."""
-    runs = []
+def search_all(
+    client: MlflowClient, experiment_ids: list[str], filter_string: str, order: str = "ASC"
+) -> list[Any]:
+    """Every run matching ``filter_string`` (all pages), by start time ``order``."""
+    runs: list[Any] = []
     token = None
-    while True:
+    while experiment_ids:
         page = client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{PARENT}` = '{parent_run_id}' and tags.`{ROLE}` = 'trial'",
+            experiment_ids,
+            filter_string=filter_string,
             max_results=1000,
-            order_by=["attributes.start_time ASC"],
+            order_by=[f"attributes.start_time {order}"],
             page_token=token,
         )
         runs.extend(page)
         token = page.token
         if not token:
-            return runs
+            break
+    return runs
+
+
+def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:
+    """All trial runs nested under a sweep run, oldest first."""
+    return search_all(
+        client,
+        [experiment_id],
+        f"tags.`{PARENT}` = '{parent_run_id}' and tags.`{ROLE}` = 'trial'",
+    )
 
 
 def is_terminal(status: str) -> bool:

@@ -36,6 +36,7 @@ from autotune.tracking import (  # noqa: F401 (re-exported: the console's tag na
     STATUS,
     STUDY,
     resolve_uri,
+    search_all,
 )
 from autotune.tracking import trial_runs as _trial_runs
 

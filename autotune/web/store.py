@@ -218,22 +218,8 @@ class Store:
         self.queries = 0  # store round trips, for the load benchmark and tests
 
     def _search(self, filter_string: str, exp_ids: list[str]) -> list[Any]:
-        runs: list[Any] = []
-        token = None
-        while exp_ids:
-            self.queries += 1
-            page = self.client.search_runs(
-                exp_ids,
-                filter_string=filter_string,
-                max_results=1000,
-                order_by=["attributes.start_time DESC"],
-                page_token=token,
-            )
-            runs.extend(page)
-            token = page.token
-            if not token:
-                break
-        return runs
+        self.queries += 1
+        return bridge.search_all(self.client, exp_ids, filter_string, order="DESC")
 
     def _experiment_ids(self) -> list[str]:
         self.queries += 1
