@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -104,6 +105,24 @@ def _probe_sqlite(uri: str, wait_s: float = SQLITE_LOCK_WAIT_S) -> None:
         ) from e
 
 
+def open_client(uri: str) -> MlflowClient:
+    """An MLflow client whose store is created and migrated before it is handed out.
+
+    MLflow creates a sqlite store's tables on first use; two processes doing that at
+    once (the console and the study it just launched, two workers on a fresh
+    mlflow.db) break each other's alembic migration ("expected to match one row ...
+    0 found", "duplicate column"). A lock file beside the database serialises that
+    first use; after it, sqlite's own locking is enough.
+    """
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri)
+    path = Path(uri[len("sqlite:///") :].split("?", 1)[0])
+    with FileLock(f"{path}.init.lock"):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    return client
+
+
 @functools.lru_cache(maxsize=8)
 def connect(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     """A client and the experiment id, creating the experiment if needed.
@@ -114,7 +133,7 @@ def connect(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     """
     _probe_sqlite(uri)
     try:
-        client = MlflowClient(tracking_uri=uri)
+        client = open_client(uri)
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             try:

@@ -35,6 +35,7 @@ from autotune.tracking import (  # noqa: F401 (re-exported: the console's tag na
     SIMULATED,
     STATUS,
     STUDY,
+    open_client,
     resolve_uri,
     search_all,
 )

@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from mlflow.tracking import MlflowClient
-
 from autotune.web import bridge
 
 log = logging.getLogger(__name__)
@@ -212,7 +210,7 @@ class Store:
 
     def __init__(self, uri: str, ttl_s: float = 2.0) -> None:
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = bridge.open_client(uri)
         self._list = Cached(ttl_s)
         self._detail = Cached(ttl_s)
         self.queries = 0  # store round trips, for the load benchmark and tests

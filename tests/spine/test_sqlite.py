@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 
 import sqlalchemy
 
+from autotune.tracking.runs import open_client
 from autotune.tracking.sqlite import use_wal_for_sqlite
 
 
@@ -24,3 +27,21 @@ def test_sqlalchemy_sqlite_connections_use_wal(tmp_path) -> None:
     with sqlite3.connect(tmp_path / "store.db") as plain:
         assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert plain.execute("SELECT x FROM t").fetchall() == [(1,)]
+
+
+def test_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path) -> None:
+    """The console and the study it launches both create mlflow.db: MLflow's migration
+    races (alembic "0 found", "duplicate column") unless the first open is serialised."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = (
+        "import sys; from autotune.tracking.runs import open_client; "
+        "open_client(sys.argv[1]).create_experiment(sys.argv[2])"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, uri, f"e{i}"], stderr=subprocess.PIPE)
+        for i in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode()[-600:] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    client = open_client(uri)
+    assert {e.name for e in client.search_experiments()} >= {"e0", "e1", "e2"}
