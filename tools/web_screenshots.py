@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 
 SHORT = ["benchmark.concurrency=[2,4]", "benchmark.max_requests_per_run=6"]
+# The verdict line needs the confirmation stage; its smallest form keeps the shot quick.
+CONFIRM_SHORT = ["search.confirm.top_k=1", "search.confirm.repeats=2"]
 
 
 def free_port() -> int:
@@ -64,7 +66,7 @@ def start(cmd: list[str], workdir: Path, log: str) -> subprocess.Popen:
 def study(base: str, overrides: list[str], until: str) -> dict:
     """Launch a study and wait until ``until`` (finished | a trial running)."""
     sid = httpx.post(f"{base}/api/studies", json={"overrides": overrides}, timeout=60).json()["id"]
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         st = httpx.get(f"{base}/api/studies/{sid}", timeout=30).json()
         if until == "finished" and st["status"] != "running":
@@ -88,8 +90,15 @@ def browser(width: int, height: int):
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
 
 
-def shoot(driver, url: str, path: Path, settle_s: float = 3.0, before=None) -> None:
+def shoot(
+    driver, url: str, path: Path, settle_s: float = 3.0, before=None, ready: str | None = None
+) -> None:
     driver.get(url)
+    if ready:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        # MLflow's single-page app renders its table late on a loaded machine.
+        WebDriverWait(driver, 180).until(lambda d: ready in d.page_source)
     time.sleep(settle_s)
     if before:
         before(driver)
@@ -99,7 +108,12 @@ def shoot(driver, url: str, path: Path, settle_s: float = 3.0, before=None) -> N
 
 def bad_flag(driver) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
+    # The page's script binds the form once its first validation answered (as the
+    # browser test waits): a click before that adds no row.
+    wait = WebDriverWait(driver, 120)
+    wait.until(lambda d: d.find_element(By.ID, "form-status").text.strip() == "valid")
     driver.find_element(By.ID, "add-flag").click()
     row = driver.find_elements(By.CSS_SELECTOR, ".space-row")[-1]
     row.find_element(By.CSS_SELECTOR, "input.flag").send_keys("mem-fraction-statik")
@@ -127,7 +141,7 @@ def main() -> None:
     driver = None
     try:
         wait_http(base + "/api/studies")
-        done = study(base, ["params.mem=0.7,0.8,0.9", *SHORT], "finished")
+        done = study(base, ["params.mem=0.7,0.8,0.9", *SHORT, *CONFIRM_SHORT], "finished")
         running = study(
             base, ["params.mem=0.7,0.75,0.8,0.85", *SHORT, "deploy.startup_s=20"], "trial"
         )
@@ -159,7 +173,7 @@ def main() -> None:
         from autotune.tracking.links import runs_view_url as experiment_url
 
         exp_link = experiment_url(mlflow_url, done["experiment_id"])
-        shoot(driver, exp_link, out / "mlflow-runs-view.png", settle_s=15)
+        shoot(driver, exp_link, out / "mlflow-runs-view.png", settle_s=5, ready="Run Name")
     finally:
         if driver is not None:
             driver.quit()
