@@ -33,6 +33,7 @@ Formats (``benchmark.dataset.format``; ``auto`` goes by the extension):
 from __future__ import annotations
 
 import csv
+import io
 import json
 from importlib.resources import files
 from pathlib import Path
@@ -219,7 +220,8 @@ def _first_human_turn(file: Path, where: str, n: int, entry: Any) -> str:
 
 
 def _read_csv(file: Path, text: str, column: str) -> list[str]:
-    reader = csv.DictReader(text.splitlines())
+    # A StringIO, not splitlines(): a quoted field may hold newlines.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is None or column not in reader.fieldnames:
         found = ", ".join(reader.fieldnames or []) or "none"
         raise _line_error(
