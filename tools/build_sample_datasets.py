@@ -16,18 +16,51 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parents[1] / "autotune" / "benchmark" / "datasets" / "chat.jsonl"
 N_PROMPTS = 120
 TOPICS = [
-    "a bakery's delivery schedule", "the office heating system", "a hiking trip in autumn",
-    "a small library's opening hours", "a community garden", "a bicycle repair workshop",
-    "the quarterly budget review", "a school science fair", "a new tram line",
-    "a recipe for lentil soup", "a chess club tournament", "a museum's night opening",
+    "a bakery's delivery schedule",
+    "the office heating system",
+    "a hiking trip in autumn",
+    "a small library's opening hours",
+    "a community garden",
+    "a bicycle repair workshop",
+    "the quarterly budget review",
+    "a school science fair",
+    "a new tram line",
+    "a recipe for lentil soup",
+    "a chess club tournament",
+    "a museum's night opening",
 ]
 NOUNS = [
-    "plan", "team", "budget", "route", "visitor", "schedule", "report", "window", "garden",
-    "meeting", "ticket", "kitchen", "station", "volunteer", "supplier", "printer", "weekend",
+    "plan",
+    "team",
+    "budget",
+    "route",
+    "visitor",
+    "schedule",
+    "report",
+    "window",
+    "garden",
+    "meeting",
+    "ticket",
+    "kitchen",
+    "station",
+    "volunteer",
+    "supplier",
+    "printer",
+    "weekend",
 ]
 VERBS = [
-    "changes", "needs", "follows", "improves", "delays", "covers", "supports", "reduces",
-    "includes", "replaces", "requires", "starts",
+    "changes",
+    "needs",
+    "follows",
+    "improves",
+    "delays",
+    "covers",
+    "supports",
+    "reduces",
+    "includes",
+    "replaces",
+    "requires",
+    "starts",
 ]
 ADJS = ["early", "quiet", "new", "shared", "weekly", "busy", "local", "careful", "short", "late"]
 ASKS = [
@@ -42,8 +75,15 @@ ASKS = [
 
 def sentence(rng: random.Random) -> str:
     words = [
-        "the", rng.choice(ADJS), rng.choice(NOUNS), rng.choice(VERBS), "the",
-        rng.choice(NOUNS), "before the", rng.choice(ADJS), rng.choice(NOUNS),
+        "the",
+        rng.choice(ADJS),
+        rng.choice(NOUNS),
+        rng.choice(VERBS),
+        "the",
+        rng.choice(NOUNS),
+        "before the",
+        rng.choice(ADJS),
+        rng.choice(NOUNS),
     ]
     return " ".join(words).capitalize() + "."
 

@@ -138,9 +138,7 @@ def _prompt_of(file: Path, line: int, entry: Any, column: str) -> str:
             )
         value = entry[column]
     else:
-        raise _line_error(
-            file, line, f"expected an object or a string, got {type(entry).__name__}"
-        )
+        raise _line_error(file, line, f"expected an object or a string, got {type(entry).__name__}")
     if not isinstance(value, str):
         raise _line_error(file, line, f"{column!r} is a {type(value).__name__}, not text")
     if not value.strip():
@@ -170,9 +168,7 @@ def _json_list(file: Path, text: str) -> list[Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise _line_error(
-            file, err.lineno, f"not JSON ({err.msg} at column {err.colno})"
-        ) from err
+        raise _line_error(file, err.lineno, f"not JSON ({err.msg} at column {err.colno})") from err
     if not isinstance(data, list):
         raise DatasetError(f"{file}: expected a JSON list of prompts, got {type(data).__name__}")
     return data

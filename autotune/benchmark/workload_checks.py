@@ -82,7 +82,9 @@ def _check_dataset(b: Any, dataset: Any) -> list[str]:
         )
     max_tokens = dataset.get("max_tokens")
     if max_tokens is not None and int(max_tokens) < 1:
-        errors.append("benchmark.dataset.max_tokens must be >= 1, or null for the engine's default.")
+        errors.append(
+            "benchmark.dataset.max_tokens must be >= 1, or null for the engine's default."
+        )
     try:
         load_prompts(
             dataset.path,

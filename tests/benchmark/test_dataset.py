@@ -43,7 +43,12 @@ def test_the_shipped_sample_loads():
             json.dumps(
                 [
                     {"conversations": [{"from": "human", "value": "one"}, {"from": "gpt"}]},
-                    {"conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "two"}]},
+                    {
+                        "conversations": [
+                            {"from": "system", "value": "s"},
+                            {"from": "human", "value": "two"},
+                        ]
+                    },
                 ]
             ),
             {},
@@ -62,7 +67,11 @@ def test_formats(tmp_path, name, text, kw):
         ("d.jsonl", '{"prompt": "a"}\n{"text": "b"}\n', "line 2: no 'prompt' key (keys: text)"),
         ("d.jsonl", '{"prompt": "a"}\n{"prompt": 3}\n', "line 2: 'prompt' is a int, not text"),
         ("d.jsonl", '{"prompt": " "}\n', "line 1: the prompt is empty"),
-        ("d.csv", "id,text\n1,a\n", "d.csv line 1: no 'prompt' column in the header (columns: id, text)"),
+        (
+            "d.csv",
+            "id,text\n1,a\n",
+            "d.csv line 1: no 'prompt' column in the header (columns: id, text)",
+        ),
         ("d.csv", "prompt,x\na,1\n,2\n", "d.csv line 3: the prompt is empty"),
         ("d.json", '[{"prompt": "a"}, {"p": "b"}]', "d.json entry 2: no 'prompt' key"),
         ("d.json", '{"prompt": "a"}', "expected a JSON list"),
@@ -71,7 +80,9 @@ def test_formats(tmp_path, name, text, kw):
     ],
 )
 def test_errors_name_the_file_and_line(tmp_path, name, text, message):
-    with pytest.raises(DatasetError, match="prompt_column|format|remove|one JSON|list|at least|fill|text") as err:
+    with pytest.raises(
+        DatasetError, match="prompt_column|format|remove|one JSON|list|at least|fill|text"
+    ) as err:
         load_prompts(write(tmp_path, name, text))
     assert message in str(err.value)
     assert str(tmp_path) in str(err.value)
@@ -97,7 +108,12 @@ def test_genai_bench_gets_the_prompt_list_and_max_tokens(tmp_path):
 
 
 def bench(**kw):
-    base = {"scenarios": ["D(1024,64)"], "prefix_len": 0, "prefix_ratio": 0.0, "dataset": {"path": None}}
+    base = {
+        "scenarios": ["D(1024,64)"],
+        "prefix_len": 0,
+        "prefix_ratio": 0.0,
+        "dataset": {"path": None},
+    }
     return OmegaConf.create({**base, **kw})
 
 
@@ -107,9 +123,10 @@ def test_workload_checks(tmp_path):
     assert check_workload(bench(prefix_ratio=0.5)) == []
     assert "longer than the shortest prompt" in check_workload(bench(prefix_len=2000))[0]
     assert "exclude each other" in check_workload(bench(prefix_len=8, prefix_ratio=0.5))[0]
-    assert "needs deterministic" in check_workload(
-        bench(scenarios=["N(300,30)/(10,2)"], prefix_ratio=0.5)
-    )[0]
+    assert (
+        "needs deterministic"
+        in check_workload(bench(scenarios=["N(300,30)/(10,2)"], prefix_ratio=0.5))[0]
+    )
     assert "needs benchmark.dataset.path" in check_workload(bench(scenarios=["dataset"]))[0]
     bad = write(tmp_path, "d.jsonl", '{"prompt": "a"}\n{oops}\n')
     errors = check_workload(bench(scenarios=["dataset"], dataset={"path": str(bad)}))
