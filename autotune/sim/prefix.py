@@ -80,8 +80,10 @@ class BlockCache:
         >>> c = BlockCache()
         >>> c.insert(named_blocks("sys", 40))
         40
-        >>> c.match(named_blocks("sys", 100)), c.total, c.locked
-        ((40, 3), 40, 0)
+        >>> c.match(named_blocks("sys", 40)), c.match(named_blocks("sys", 100))
+        ((40, 3), (32, 2))
+        >>> c.total, c.locked
+        (40, 0)
     """
 
     def __init__(self) -> None:

@@ -3,11 +3,15 @@ the workload checks run before a study deploys, and the virtual clock's replay."
 
 from __future__ import annotations
 
+import doctest
 import json
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+
+import autotune.benchmark.dataset
+import autotune.benchmark.workload_checks
 
 from autotune.benchmark.dataset import DatasetError, load_prompts, resolve_path
 from autotune.benchmark.genai_bench import Workload, build_command
@@ -152,3 +156,9 @@ def test_the_virtual_clock_replays_the_prompts_tokenised(tmp_path):
     seen = {r["num_input_tokens"] for r in raw["individual_request_metrics"]}
     assert seen == lengths
     assert {r["num_output_tokens"] for r in raw["individual_request_metrics"]} == {16}
+
+
+@pytest.mark.parametrize("module", [autotune.benchmark.dataset, autotune.benchmark.workload_checks])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
