@@ -12,10 +12,10 @@ Blocks come from token ids (the real-time server tokenises what it is sent) or,
 on the virtual clock where prompts are only lengths, from a named shared prefix
 (genai-bench's ``--prefix-len``: one text for every request).
 
-    >>> a = token_blocks(list(range(40)))
-    >>> b = token_blocks(list(range(35)) + [7, 7, 7, 7, 7])
+    >>> a = token_blocks(list(range(50)))
+    >>> b = token_blocks(list(range(35)) + [7] * 15)
     >>> [size for _, size in a], a[:2] == b[:2], a[2] == b[2]
-    ([16, 16], True, False)
+    ([16, 16, 16], True, False)
     >>> [size for _, size in named_blocks("system", 40)]
     [16, 16, 8]
 """

@@ -12,7 +12,6 @@ from omegaconf import OmegaConf
 
 import autotune.benchmark.dataset
 import autotune.benchmark.workload_checks
-
 from autotune.benchmark.dataset import DatasetError, load_prompts, resolve_path
 from autotune.benchmark.genai_bench import Workload, build_command
 from autotune.benchmark.parse import parse_experiment
