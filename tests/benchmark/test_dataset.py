@@ -161,3 +161,16 @@ def test_the_virtual_clock_replays_the_prompts_tokenised(tmp_path):
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_a_study_with_a_broken_dataset_stops_before_deploying(compose_cfg, tmp_path):
+    from autotune.study.validation import validate_study
+
+    assert validate_study(compose_cfg("benchmark=dataset")) == []
+    bad = write(tmp_path, "p.jsonl", '{"prompt": "a"}\n{"prompt": "b"}\n{"prompt": "c",}\n')
+    errors = validate_study(compose_cfg("benchmark=dataset", f"benchmark.dataset.path={bad}"))
+    assert len(errors) == 1 and f"{bad} line 3: not JSON" in errors[0]
+    errors = validate_study(compose_cfg("benchmark.prefix_len=2000"))  # quick: D(1024,256)
+    assert (
+        "benchmark.prefix_len=2000 is longer than the shortest prompt of D(1024,256)" in errors[0]
+    )
