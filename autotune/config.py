@@ -93,6 +93,20 @@ class ModelConfig:
 
 
 @dataclass
+class DatasetConfig:
+    """Prompts from a local file (``benchmark=dataset``, docs/workloads.md)."""
+
+    # A local file, or pkg://autotune.benchmark/datasets/chat.jsonl (the shipped sample);
+    # null = synthetic scenarios.
+    path: str | None = None
+    format: str = "auto"  # auto (by extension) | jsonl | csv | json | sharegpt | txt
+    prompt_column: str = "prompt"
+    # Output tokens asked of every request (genai-bench sends one max_tokens for all);
+    # null = the engine's default (it stops at EOS or its own limit).
+    max_tokens: int | None = None
+
+
+@dataclass
 class BenchmarkConfig:
     """A genai-bench workload: every (scenario, concurrency) pair is one run."""
 
@@ -111,6 +125,12 @@ class BenchmarkConfig:
     # Requests sent before each measured run and not measured (a fresh engine's first
     # requests are slower); null = the highest concurrency level once.
     warmup_requests: int | None = None
+    # One shared prefix of this many tokens at the start of every prompt (genai-bench
+    # --prefix-len: the same text for every request, level and trial); 0 = none.
+    prefix_len: int = 0
+    # The shared prefix as a fraction of each prompt (--prefix-ratio; D scenarios only).
+    prefix_ratio: float = 0.0
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
 
 
 @dataclass

@@ -153,6 +153,8 @@ class SimLauncher(LocalLauncher):
                     "sglang_version": self.version(spec),
                     "noise": self.noise,
                     "noise_key": self.noise_key(spec),
+                    # Dataset prompts are tokenised with what genai-bench is given.
+                    "tokenizer": str(self.tokenizer(spec)),
                 },
             },
         )

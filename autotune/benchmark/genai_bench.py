@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from autotune.benchmark.dataset import DATASET_SCENARIO
 from autotune.benchmark.parse import find_run_files, parse_run_file
 from autotune.benchmark.scenarios import normalize_scenario
 from autotune.deploy.processes import stop_process_group
@@ -103,6 +104,10 @@ _MANAGED_OPTIONS = frozenset(
         "--experiment-base-dir",
         "--experiment-folder-name",
         "--log-dir",
+        "--dataset-path",
+        "--dataset-config",
+        "--prefix-len",
+        "--prefix-ratio",
     }
 )
 # Options that break an unattended, offline, comparable run.
@@ -163,13 +168,28 @@ class Workload:
     # Unmeasured requests before the first measured run (not a genai-bench option:
     # autotune.benchmark.warmup / the virtual clock send them).
     warmup_requests: int = 0
+    # Dataset mode (scenarios == ["dataset"]): a JSON list of prompt strings
+    # (autotune.benchmark.dataset.write_prompt_list) and the max_tokens of every request.
+    dataset_file: str | None = None
+    max_tokens: int | None = None
+    # genai-bench's shared prefix (--prefix-len / --prefix-ratio); 0 = none.
+    prefix_len: int = 0
+    prefix_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.scenarios, str):
             self.scenarios = [self.scenarios]
         if not self.scenarios:
             raise ValueError("Workload.scenarios is empty")
-        self.scenarios = [normalize_scenario(s) for s in self.scenarios]
+        if self.dataset_file is not None:
+            if list(self.scenarios) != [DATASET_SCENARIO]:
+                raise ValueError(f"a dataset workload has scenarios ['{DATASET_SCENARIO}']")
+            if self.prefix_len or self.prefix_ratio:
+                raise ValueError("genai-bench has no shared prefix in dataset mode")
+        else:
+            self.scenarios = [normalize_scenario(s) for s in self.scenarios]
+        if self.prefix_len and self.prefix_ratio:
+            raise ValueError("prefix_len and prefix_ratio are mutually exclusive")
         if len(set(self.scenarios)) != len(self.scenarios):
             raise ValueError(f"Workload.scenarios has duplicates: {self.scenarios}")
         if isinstance(self.concurrency, int):
@@ -309,9 +329,27 @@ def build_command(
         out.name,
         "--log-dir",
         str(out),
+        *_workload_options(workload),
         *workload.additional_args,
     ]
     return cmd
+
+
+def _workload_options(workload: Workload) -> list[str]:
+    """Dataset and shared-prefix options (after --task, which their callbacks read)."""
+    out: list[str] = []
+    if workload.dataset_file is not None:
+        out += ["--dataset-path", str(workload.dataset_file)]
+        if workload.max_tokens is not None:
+            # Spread into every request after genai-bench's own max_tokens (null in
+            # dataset mode), so it wins.
+            params = json.dumps({"max_tokens": int(workload.max_tokens)})
+            out += ["--additional-request-params", params]
+    if workload.prefix_len:
+        out += ["--prefix-len", str(int(workload.prefix_len))]
+    if workload.prefix_ratio:
+        out += ["--prefix-ratio", repr(float(workload.prefix_ratio))]
+    return out
 
 
 def benchmark_env(base_url: str, base_env: Mapping[str, str] | None = None) -> dict[str, str]:

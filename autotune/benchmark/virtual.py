@@ -11,11 +11,14 @@ them into the very same metric names as a real-time trial.
 
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
 from typing import Any
 
+from autotune.benchmark.dataset import DATASET_SCENARIO
 from autotune.benchmark.genai_bench import Workload
-from autotune.benchmark.scenarios import sample_lengths
+from autotune.benchmark.scenarios import parse_scenario, sample_lengths
 from autotune.benchmark.writer import RequestRecord, RunRecords, write_experiment
 
 
@@ -47,13 +50,14 @@ def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
         )
 
     # Without noise every run's engine is fresh and exact: a warm-up changes nothing.
+    prompts = _DatasetPrompts(workload, sim) if workload.dataset_file is not None else None
     if noise is not None and workload.warmup_requests > 0:
         replay_closed_loop(
             engine(),
             concurrency=max(workload.concurrency),
             num_requests=workload.warmup_requests,
-            sample_lengths=sample_lengths(workload.scenarios[0]),
             seed=seed + 1,
+            **_samplers(workload, workload.scenarios[0], prompts),
         )
     runs = []
     for scenario in workload.scenarios:
@@ -62,9 +66,9 @@ def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
                 engine(),
                 concurrency=concurrency,
                 num_requests=workload.max_requests_per_run,
-                sample_lengths=sample_lengths(scenario),
                 seed=seed,
                 max_time_s=workload.max_time_per_run_min * 60.0,
+                **_samplers(workload, scenario, prompts),
             )
             requests = [
                 RequestRecord(
@@ -82,3 +86,49 @@ def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
         out_dir, runs, workload=workload, model_name="simulated", metadata={"simulated": True}
     )
     return Path(out_dir)
+
+
+def _samplers(workload: Workload, scenario: str, prompts: _DatasetPrompts | None) -> dict:
+    """What each replayed request looks like: lengths, and its shared prefix or blocks."""
+    if scenario == DATASET_SCENARIO and prompts is not None:
+        return {"sample_lengths": prompts.lengths, "sample_blocks": prompts.blocks}
+    out: dict[str, Any] = {"sample_lengths": sample_lengths(scenario)}
+    plen = workload.prefix_len
+    if workload.prefix_ratio:
+        plen = int(parse_scenario(scenario).params[0] * workload.prefix_ratio)  # D only
+    if plen > 0:
+        # genai-bench's prefix is one fixed text per length: one name for every request.
+        key = f"genai-bench-prefix-{plen}"
+        out["sample_prefix"] = lambda rng: (plen, key)
+    return out
+
+
+class _DatasetPrompts:
+    """The dataset's prompts as the simulated server would see them: tokenised exactly.
+
+    Each request draws one prompt at random, as genai-bench's dataset mode does; its
+    length and token blocks are those of the chat-templated prompt under the
+    simulator's tokenizer, its output length ``workload.max_tokens`` (or the
+    simulator's default when unset: it has no EOS).
+    """
+
+    def __init__(self, workload: Workload, sim: dict[str, Any]) -> None:
+        from autotune.sim.http_api import DEFAULT_MAX_TOKENS
+        from autotune.sim.prefix import token_blocks
+        from autotune.sim.prompt_tokens import SIM_TOKENIZER_DIR, PromptCounter
+
+        counter = PromptCounter(sim.get("tokenizer") or SIM_TOKENIZER_DIR)
+        texts = json.loads(Path(str(workload.dataset_file)).read_text(encoding="utf-8"))
+        self.items = []
+        for text in texts:
+            ids = counter.chat_ids([{"role": "user", "content": text}])
+            self.items.append((len(ids), token_blocks(ids)))
+        self.output_len = int(workload.max_tokens or DEFAULT_MAX_TOKENS)
+        self._last = 0
+
+    def lengths(self, rng: random.Random) -> tuple[int, int]:
+        self._last = rng.randrange(len(self.items))
+        return self.items[self._last][0], self.output_len
+
+    def blocks(self, rng: random.Random) -> tuple:
+        return self.items[self._last][1]  # the prompt lengths() just drew

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from autotune.benchmark.dataset import DATASET_SCENARIO
 from autotune.benchmark.scenarios import sample_lengths
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ def warm_up(
     """Send ``requests`` completions from ``users`` closed-loop clients; keep no metrics."""
     if requests <= 0:
         return WarmupResult(0, 0, 0.0)
-    draw = sample_lengths(scenario)
+    # Dataset mode has no lengths to copy: a mid-sized chat request warms up as well.
+    draw = sample_lengths(scenario) if scenario != DATASET_SCENARIO else lambda rng: (256, 128)
     rng = random.Random(f"autotune-warmup/{scenario}")
     shapes = [draw(rng) for _ in range(requests)]
     lock = threading.Lock()

@@ -43,6 +43,7 @@ class InFlight:
         "aborted",
         "next_emit",
         "event",
+        "blocks",
     )
 
     def __init__(self, rid: str, prompt_tokens: int, output_len: int, t_start: float) -> None:
@@ -59,6 +60,7 @@ class InFlight:
         self.aborted = False
         self.next_emit = 1  # wake the handler when this many tokens exist
         self.event = asyncio.Event()
+        self.blocks: tuple = ()  # the prompt's token blocks (autotune.sim.prefix)
 
 
 class RealTimeDriver:
@@ -91,6 +93,7 @@ class RealTimeDriver:
                 input_len=req.prompt_tokens,
                 output_len=req.output_len,
                 arrival=arrival,
+                blocks=req.blocks,
             )
         )
         self._max_arrival = max(self._max_arrival, arrival)

@@ -33,6 +33,7 @@ from aiohttp import web
 
 from autotune.sim.driver import InFlight, RealTimeDriver
 from autotune.sim.faults import Faults
+from autotune.sim.prefix import token_blocks
 from autotune.sim.prompt_tokens import PromptCounter, tokenizer_dir
 from autotune.sim.server_args import table_version
 from autotune.sim.types import EngineStats
@@ -263,9 +264,10 @@ class SimServer:
             if not isinstance(body, dict):
                 raise _HTTPError(400, "The request body must be a JSON object.")
             # Tokenising releases the GIL: off the event loop, the steps stay on time.
-            prompt_tokens = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._count_prompt, body, chat
+            ids = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._prompt_ids, body, chat
             )
+            prompt_tokens = len(ids)
             output_len = self._output_len(body, prompt_tokens)
         except _HTTPError as err:
             return _error_response(err.status, str(err), err.kind)
@@ -273,6 +275,7 @@ class SimServer:
             return _error_response(400, f"Invalid request: {err}", "BadRequestError")
 
         req = InFlight(uuid.uuid4().hex, prompt_tokens, output_len, t_start)
+        req.blocks = token_blocks(ids)
         stream = bool(body.get("stream"))
         if not stream:
             req.next_emit = 1 << 62  # only the finish matters
@@ -287,25 +290,26 @@ class SimServer:
             if not req.finished:
                 self._abort(req)  # client went away (handler cancelled) or engine aborted
 
-    def _count_prompt(self, body: dict[str, Any], chat: bool) -> int:
+    def _prompt_ids(self, body: dict[str, Any], chat: bool) -> list[int]:
+        """The prompt's token ids: their count is the usage, their blocks the cache key."""
         if chat:
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
                 raise _HTTPError(400, "messages must be a non-empty list.")
-            return self.counter.count_chat(messages)
+            return self.counter.chat_ids(messages)
         prompt = body.get("prompt")
         if isinstance(prompt, list):
             if len(prompt) == 1 and isinstance(prompt[0], (str, list)):
                 prompt = prompt[0]
             elif prompt and all(isinstance(t, int) for t in prompt):
-                return len(prompt)
+                return list(prompt)
             else:
                 raise _HTTPError(400, "Batched prompts are not supported by the simulator.")
         if isinstance(prompt, list):
-            return len(prompt)
+            return [int(t) for t in prompt]
         if not isinstance(prompt, str):
             raise _HTTPError(400, "prompt must be a string or a list of token ids.")
-        return self.counter.count_text(prompt)
+        return self.counter.text_ids(prompt)
 
     def _output_len(self, body: dict[str, Any], prompt_tokens: int) -> int:
         if (body.get("n") or 1) != 1:

@@ -56,21 +56,28 @@ class PromptCounter:
             from tokenizers import Tokenizer
 
             tok = Tokenizer.from_file(str(path / "tokenizer.json"))
-            return lambda text, special: len(tok.encode(text, add_special_tokens=special).ids)
+            return lambda text, special: tok.encode(text, add_special_tokens=special).ids
         from transformers import AutoTokenizer  # slow import: only for non-"fast" tokenizer dirs
 
         hf = AutoTokenizer.from_pretrained(str(path))
-        return lambda text, special: len(hf.encode(text, add_special_tokens=special))
+        return lambda text, special: hf.encode(text, add_special_tokens=special)
 
     def count_text(self, text: str) -> int:
-        return self._encode(text, True)
+        return len(self.text_ids(text))
 
     def count_chat(self, messages: list[dict[str, Any]]) -> int:
+        return len(self.chat_ids(messages))
+
+    def text_ids(self, text: str) -> list[int]:
+        return list(self._encode(text, True))
+
+    def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        """The prompt's token ids as the engine sees them (chat template applied)."""
         msgs = [{**m, "content": _content_text(m.get("content"))} for m in messages]
         if self._template is None:
-            return self._encode("\n".join(m["content"] for m in msgs), True)
+            return list(self._encode("\n".join(m["content"] for m in msgs), True))
         text = self._template.render(messages=msgs, add_generation_prompt=True, **self._special)
-        return self._encode(text, False)
+        return list(self._encode(text, False))
 
 
 def _token_text(tok: Any) -> str:

@@ -74,12 +74,14 @@ def replay_closed_loop(
     max_time_s: float | None = None,
     sample_prefix: Callable[[random.Random], tuple[int, str | None]] | None = None,
     spawn_rate: float | None = None,
+    sample_blocks: Callable[[random.Random], tuple] | None = None,
 ) -> list[RequestRecord]:
     """Drive ``engine`` with ``concurrency`` closed-loop users; return one record per request.
 
     ``sample_lengths(rng)`` gives (input tokens, output tokens) of each request;
     ``sample_prefix(rng)``, if given, gives (shared prefix tokens, prefix name) for
-    the prefix-cache model. Users start at ``spawn_rate`` users per second; by
+    the prefix-cache model; ``sample_blocks(rng)``, if given, the token blocks of a
+    real prompt (``autotune.sim.prefix``). Users start at ``spawn_rate`` users per second; by
     default all at time 0, as genai-bench's users do (it asks locust for
     spawn_rate = concurrency, and locust's dispatcher then starts the whole batch in
     one iteration: seen as N requests arriving within milliseconds at the server).
@@ -96,6 +98,7 @@ def replay_closed_loop(
         num_requests=num_requests,
         sample_lengths=sample_lengths,
         sample_prefix=sample_prefix,
+        sample_blocks=sample_blocks,
         rng=rng,
         max_time_s=max_time_s,
         starts=_user_starts(min(concurrency, num_requests), spawn_rate),
@@ -121,6 +124,7 @@ class _ClosedLoop:
         sample_lengths: Callable[[random.Random], tuple[int, int]],
         sample_prefix: Callable[[random.Random], tuple[int, str | None]] | None,
         rng: random.Random,
+        sample_blocks: Callable[[random.Random], tuple] | None = None,
         max_time_s: float | None,
         starts: list[float],
     ) -> None:
@@ -128,6 +132,7 @@ class _ClosedLoop:
         self.num_requests = num_requests
         self.sample_lengths = sample_lengths
         self.sample_prefix = sample_prefix
+        self.sample_blocks = sample_blocks
         self.rng = rng
         self.max_time_s = max_time_s
         self.starts = starts
@@ -170,6 +175,7 @@ class _ClosedLoop:
             plen, pkey = self.sample_prefix(self.rng)
         else:
             plen, pkey = 0, None
+        blocks = self.sample_blocks(self.rng) if self.sample_blocks is not None else ()
         rid = f"req-{self.sent}"
         self.sent += 1
         self.records[rid] = RequestRecord(rid, int(isl), 0, t, None, None, False, user=user)
@@ -181,6 +187,7 @@ class _ClosedLoop:
                 arrival=t,
                 prefix_len=plen,
                 prefix_key=pkey,
+                blocks=blocks,
             )
         )
 

@@ -11,9 +11,14 @@ has priority), otherwise run one decode step of the running batch. Modelled:
   decode step would not fit, after which the ratio is re-estimated;
 - ``max-running-requests``, ``chunked-prefill-size`` (one chunked request at a
   time), ``max-prefill-tokens``, ``enable-mixed-chunk``;
-- waiting-queue order by ``schedule-policy`` with a prefix-cache model (shared
-  prefixes named by ``SimRequest.prefix_key``, LRU eviction, lpm falls back to
-  fcfs above 128 waiting requests or without the radix cache);
+- the radix cache at block granularity (``autotune.sim.prefix``): a prompt's
+  blocks already cached are not prefilled again, a prefilled prompt is inserted,
+  running requests lock their blocks, unlocked ones are evicted LRU when the pool
+  is full (cache memory competes with the KV pool); ``--disable-radix-cache``
+  turns it off;
+- waiting-queue order by ``schedule-policy``: lpm sorts by the longest cached
+  prefix and falls back to fcfs above 128 waiting requests or without the radix
+  cache (SGLang's ``SchedulePolicy``);
 - CUDA-graph padding of decode batches up to ``cuda-graph-max-bs``, eager above.
 
 Running requests advance in lock-step, so their token counts are kept implicitly
@@ -36,10 +41,10 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections import OrderedDict
 from typing import Any
 
 from autotune.sim.perf import StepPerf
+from autotune.sim.prefix import BlockCache, request_blocks
 from autotune.sim.settings import SimSettings
 from autotune.sim.types import EngineStats, SimRequest, SimStartupError, StepOutcome, TokenEvent
 
@@ -63,8 +68,7 @@ class _Req:
         "input_len",
         "output_len",
         "arrival",
-        "prefix_len",
-        "prefix_key",
+        "blocks",
         "seq",
         "gen",
         "done",
@@ -72,7 +76,7 @@ class _Req:
         "join",
         "cached",
         "first_token_at",
-        "holds_key",
+        "held",
         "extend",
         "started",
         "fill",
@@ -83,8 +87,7 @@ class _Req:
         self.input_len = int(r.input_len)
         self.output_len = max(1, int(r.output_len))
         self.arrival = float(r.arrival)
-        self.prefix_len = max(0, min(int(r.prefix_len), self.input_len - 1))
-        self.prefix_key = r.prefix_key if self.prefix_len > 0 else None
+        self.blocks = request_blocks(r, self.input_len)
         self.seq = seq
         self.gen = 0  # output tokens so far (while running: at join time)
         self.done = 0  # tokens of the sequence already in the KV cache (prefill progress)
@@ -94,7 +97,7 @@ class _Req:
         self.join = 0  # decode counter when it joined the running batch
         self.cached = 0  # prompt tokens served from the prefix cache
         self.first_token_at: float | None = None
-        self.holds_key: str | None = None  # shared prefix it keeps locked in the cache
+        self.held = 0  # leading blocks it keeps locked in the cache
         self.extend = 0  # tokens prefilled in the current batch
         self.started = False  # admitted at least once (its first token may still be pending)
         self.fill = self.input_len  # tokens that must be in KV before the next token is sampled
@@ -201,11 +204,7 @@ class SimEngine:
         self._run_rem = 0  # sum(min(output - gen, clip) + join); remaining = _run_rem - n * counter
         self._finish_heap: list[tuple[int, int, str]] = []
         self._buckets: dict[int, set[str]] = {}
-        # prefix cache: key -> tokens (LRU order), key -> lock count
-        self._cache: OrderedDict[str, int] = OrderedDict()
-        self._refs: dict[str, int] = {}
-        self._cache_total = 0
-        self._cache_locked = 0
+        self._cache = BlockCache()
         self._pending: list[TokenEvent] = []
         # counters
         self.num_retracted_total = 0
@@ -317,67 +316,59 @@ class SimEngine:
     def _running_owned(self) -> int:
         return self._run_owned + len(self.running) * self.counter
 
+    @property
+    def _cache_total(self) -> int:
+        return self._cache.total
+
     def _used_tokens(self) -> int:
         chunked = self.chunked.owned if self.chunked is not None else 0
-        return self._running_owned() + chunked + self._cache_total
+        return self._running_owned() + chunked + self._cache.total
 
     def _avail_and_evictable(self) -> int:
         chunked = self.chunked.owned if self.chunked is not None else 0
-        return self.max_total - self._running_owned() - chunked - self._cache_locked
+        return self.max_total - self._running_owned() - chunked - self._cache.locked
 
     def _evict(self) -> None:
-        """Drop least-recently-used unlocked prefixes while the pool is over-full."""
-        if not self._cache:
-            return
-        chunked = self.chunked.owned if self.chunked is not None else 0
-        over = self._running_owned() + chunked + self._cache_total - self.max_total
-        if over <= 0:
-            return
-        for key in list(self._cache):
-            if over <= 0:
-                break
-            if self._refs.get(key, 0) == 0:
-                size = self._cache.pop(key)
-                self._cache_total -= size
-                over -= size
+        """Drop least-recently-used unlocked blocks while the pool is over-full."""
+        if self._cache.total:
+            self._cache.evict(self._used_tokens() - self.max_total)
 
     def _match(self, r: _Req) -> int:
-        if not self.radix or r.prefix_key is None:
+        """Prompt tokens of ``r`` in the cache (SGLang always recomputes the last one)."""
+        if not self.radix or not r.blocks:
             return 0
-        return min(self._cache.get(r.prefix_key, 0), r.prefix_len)
+        return min(self._cache.match(r.blocks)[0], r.input_len - 1)
 
-    def _lock_key(self, r: _Req, key: str) -> None:
-        r.holds_key = key
-        n = self._refs.get(key, 0)
-        if n == 0:
-            self._cache_locked += self._cache[key]
-        self._refs[key] = n + 1
-        self._cache.move_to_end(key)
+    def _lock_matched(self, r: _Req) -> None:
+        n = self._cache.match(r.blocks)[1]
+        self._cache.lock(r.blocks[:n])
+        r.held = n
 
     def _release_key(self, r: _Req) -> None:
-        key = r.holds_key
-        if key is None:
-            return
-        r.holds_key = None
-        n = self._refs.get(key, 0) - 1
-        if n <= 0:
-            self._refs.pop(key, None)
-            if key in self._cache:
-                self._cache_locked -= self._cache[key]
-                self._cache.move_to_end(key)
-        else:
-            self._refs[key] = n
+        if r.held:
+            self._cache.unlock(r.blocks[: r.held])
+            r.held = 0
 
     def _maybe_insert_prefix(self, r: _Req) -> None:
-        """Once a request has prefilled its shared prefix, the radix tree holds it."""
-        key = r.prefix_key
-        if not self.radix or key is None or r.holds_key is not None or r.done < r.prefix_len:
+        """Blocks ``r`` has prefilled go into the tree (``cache_unfinished_req``), locked by it.
+
+        A block another request inserted meanwhile was computed twice; SGLang keeps
+        the tree's copy and frees the request's.
+        """
+        if not self.radix or not r.blocks:
             return
-        if key not in self._cache:
-            self._cache[key] = r.prefix_len
-            self._cache_total += r.prefix_len
-            r.owned -= r.prefix_len
-            self._lock_key(r, key)
+        end = sum(size for _, size in r.blocks[: r.held])
+        n = r.held
+        while n < len(r.blocks) and end + r.blocks[n][1] <= r.done:
+            end += r.blocks[n][1]
+            n += 1
+        if n == r.held:
+            return
+        new = r.blocks[r.held : n]
+        self._cache.insert(new)
+        r.owned -= sum(size for _, size in new)
+        self._cache.lock(new)
+        r.held = n
 
     # ------------------------------------------------------------------ running batch
     def _join_running(self, r: _Req) -> None:
@@ -515,8 +506,8 @@ class SimEngine:
         reserves ``max_new`` output tokens; ``hit`` of its prompt is in the prefix cache."""
         # SGLang checks again under the prefix lock: an evictable prefix this
         # request would lock no longer counts as free.
-        if hit > r.done and r.holds_key is None and not self._refs.get(r.prefix_key):
-            lock_cost = self._cache[r.prefix_key]
+        if hit > r.done and not r.held:
+            lock_cost = self._cache.lock_cost(r.blocks[: self._cache.match(r.blocks)[1]])
             if budget.cannot_reserve(extend + max_new, lock_cost):
                 self.batch_is_full = True
                 return True
@@ -551,10 +542,10 @@ class SimEngine:
         else:
             r.extend = extend
             budget.take(extend, max_new)
-        locked = self._cache_locked
+        locked = self._cache.locked
         self._admit(r, matched)
         # Locking a matched prefix turns evictable tokens into used ones.
-        budget.avail -= self._cache_locked - locked
+        budget.avail -= self._cache.locked - locked
         return chunked
 
     def _drop_admitted(self, ordered: list[_Req], batch: list[_Req], continuing: bool) -> None:
@@ -573,8 +564,8 @@ class SimEngine:
         if matched > r.done:
             cached = matched - r.done
             r.done = matched
-            if r.prefix_key is not None and r.holds_key is None and r.prefix_key in self._cache:
-                self._lock_key(r, r.prefix_key)
+            if not r.held:
+                self._lock_matched(r)
             if not r.started:
                 r.cached = cached
                 self.cached_tokens_total += cached

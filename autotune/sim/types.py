@@ -35,6 +35,9 @@ class SimRequest:
     # ``prefix_key`` names the shared prefix so hits can be tracked.
     prefix_len: int = 0
     prefix_key: str | None = None
+    # The prompt's token blocks (``autotune.sim.prefix``), from its token ids; when
+    # given they replace ``prefix_len``/``prefix_key``.
+    blocks: tuple = ()
 
 
 EventKind = Literal["first_token", "tokens", "finished", "aborted"]

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from autotune.benchmark.parse import METRIC_NAMES
-from autotune.benchmark.scenarios import parse_scenario
+from autotune.benchmark.workload_checks import check_workload
 from autotune.objective import ACROSS_LEVELS
 from autotune.params import ParamError, canonical_name, coerce, suggest
 
@@ -140,11 +140,7 @@ def _check_benchmark(cfg: DictConfig, errors: list[str]) -> None:
     b = cfg.benchmark
     if not b.scenarios:
         errors.append("benchmark.scenarios is empty: give at least one, e.g. ['D(1024,256)'].")
-    for s in b.scenarios:
-        try:
-            parse_scenario(s)
-        except ValueError as e:
-            errors.append(f"benchmark.scenarios: {e}")
+    errors.extend(check_workload(b))  # scenarios, dataset, shared prefix
     if not b.concurrency:
         errors.append("benchmark.concurrency is empty: give at least one level, e.g. [8, 32].")
     for c in b.concurrency:

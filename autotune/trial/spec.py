@@ -45,7 +45,12 @@ class TrialSpec:
         from autotune.benchmark.genai_bench import Workload
 
         b = self.cfg.benchmark
+        dataset = b.get("dataset") or {}
         return Workload(
+            dataset_file=self._dataset_file(dataset),
+            max_tokens=dataset.get("max_tokens") if dataset.get("path") else None,
+            prefix_len=int(b.get("prefix_len") or 0),
+            prefix_ratio=float(b.get("prefix_ratio") or 0.0),
             scenarios=list(b.scenarios),
             concurrency=[int(c) for c in b.concurrency],
             max_requests_per_run=int(b.max_requests_per_run),
@@ -57,6 +62,17 @@ class TrialSpec:
             if b.get("warmup_requests") is None
             else int(b.warmup_requests),
         )
+
+    def _dataset_file(self, dataset: Any) -> str | None:
+        """The trial's prompts as genai-bench reads them (validated before the study)."""
+        if not dataset.get("path"):
+            return None
+        from autotune.benchmark.dataset import load_prompts, write_prompt_list
+
+        prompts = load_prompts(
+            dataset.path, format=dataset.format, prompt_column=dataset.prompt_column
+        )
+        return str(write_prompt_list(prompts, self.workdir.absolute() / "dataset_prompts.json"))
 
 
 @dataclass

@@ -41,6 +41,7 @@ def wheel_python(tmp_path_factory) -> Path:
     ).stdout
     # Self-contained, and no generic top-level package names.
     assert "autotune/conf/config.yaml" in names and "autotune/launchers/sim.py" in names
+    assert "autotune/benchmark/datasets/chat.jsonl" in names  # benchmark=dataset's default
     assert not any(line.startswith(("launchers/", "conf/")) for line in names.splitlines())
     venv = work / "venv"
     assert _run([sys.executable, "-m", "venv", str(venv)], cwd=work).returncode == 0
@@ -62,7 +63,8 @@ def wheel_python(tmp_path_factory) -> Path:
     [
         ["runtime=vllm", "search=tpe", "dry_run=true"],
         ["+experiment=sglang-slo-search", "objective.slo.ttft_p99_ms=500", "dry_run=true"],
-        ["deploy.clock=virtual", "hydra.mode=RUN", "params.mem=0.8"],
+        # benchmark=dataset: its default prompt file is package data.
+        ["deploy.clock=virtual", "hydra.mode=RUN", "params.mem=0.8", "benchmark=dataset"],
     ],
     ids=["vllm-tpe-dry-run", "experiment-slo-dry-run", "virtual-trial"],
 )
