@@ -111,6 +111,13 @@ class BenchmarkConfig:
     # Requests sent before each measured run and not measured (a fresh engine's first
     # requests are slower); null = the highest concurrency level once.
     warmup_requests: int | None = None
+    # Stop a trial once its finished levels show it cannot meet the SLOs (recorded
+    # infeasible, autotune.pruned=true): docs/search.md. Levels then run one
+    # genai-bench process each, only when the objective has SLOs.
+    early_abort: bool = True
+    # How far (relative) a level below the SLO's level must miss a latency bound to
+    # abort: latency rises with concurrency, noise must not abort a feasible trial.
+    abort_margin: float = 0.1
 
 
 @dataclass
@@ -134,6 +141,9 @@ class ObjectiveConfig:
     slo: dict[str, float] = field(default_factory=dict)
     # Level the SLOs are read at; null = the same view as the objective.
     slo_concurrency: int | None = None
+    # objective=capacity: the levels the capacity ladder may probe (bisection, one
+    # genai-bench run each); empty = benchmark.concurrency. docs/capacity.md.
+    ladder: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -183,6 +193,9 @@ class SearchConfig:
     worker: str | None = None
     # Re-run the best configurations and the defaults, and state the gain's interval.
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
+    # Optuna pruner told each level's intermediate value: none | median | hyperband
+    # (docs/search.md); not none runs levels one at a time.
+    pruner: str = "none"
 
 
 @dataclass

@@ -88,6 +88,11 @@ class TrialRecorder(TrialObserver):
             run.tag(**{"autotune.gpu_lease": f"{self._leased_at:.3f}-{time.time():.3f}"})
         if result.partial:
             run.tag(**{"autotune.partial": "true"})
+        if result.pruned:
+            # Stopped before its last level (early abort, a pruner): partial metrics kept.
+            run.tag(**{"autotune.pruned": "true", "autotune.pruned_reason": result.pruned[:500]})
+        if result.levels:
+            run.tag(**{"autotune.levels_run": ",".join(map(str, result.levels))})
         if result.ok and result.score is not None:
             self._score(result)
         elif result.failure is not None:

@@ -6,6 +6,7 @@ result = run_trial(spec, [observer, ...])      # autotune.trial.executor
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,9 @@ class TrialSpec:
     baseline: bool = False
     # More tags for the trial's run (e.g. which trial a confirmation run repeats).
     tags: dict[str, str] = field(default_factory=dict)
+    # Hears each level's metrics (level index, metrics) and answers True to prune
+    # the trial: an Optuna pruner (autotune.trial.pruning); None = no pruner.
+    report: Callable[[int, Mapping[str, float]], bool] | None = None
 
     def launch_spec(self) -> LaunchSpec:
         return LaunchSpec.for_trial(
@@ -73,6 +77,11 @@ class TrialResult:
     elapsed_s: float = 0.0
     # Some of the benchmark's runs are missing (timed out, engine died, genai-bench exit).
     partial: bool = False
+    # Why the benchmark stopped before its last level (early abort, a pruner); None:
+    # it was not stopped. A pruned trial keeps its partial metrics and its score.
+    pruned: str | None = None
+    # Levels run, in order, when they ran one at a time (autotune.benchmark.levels).
+    levels: list[int] = field(default_factory=list)
     endpoint: Endpoint | None = None
 
     @property
