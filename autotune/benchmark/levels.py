@@ -54,6 +54,8 @@ class LevelPolicy:
     stopped: str | None = None
     # The trial is cut short (early abort, an Optuna pruner): recorded as pruned.
     pruned: bool = False
+    # ... by an Optuna pruner: its partial score is not a result (status "pruned").
+    by_pruner: bool = False
 
     def next_level(self, metrics: Mapping[str, float], done: Sequence[int]) -> int | None:
         raise NotImplementedError
@@ -92,11 +94,15 @@ class EarlyAbort(AllLevels):
         return left[0] if left else None
 
 
-class Reporting(LevelPolicy):
-    """Wraps a policy: after each level, ``report(step, metrics)`` may prune the trial
-    (an Optuna pruner, autotune.trial.pruning)."""
+# report(step, metrics, last) -> prune? (``last``: no level follows; report only)
+Report = Callable[[int, Mapping[str, float], bool], bool]
 
-    def __init__(self, inner: LevelPolicy, report: Callable[[int, Mapping[str, float]], bool]):
+
+class Reporting(LevelPolicy):
+    """Wraps a policy: after each level, ``report(step, metrics, last)`` may prune the
+    trial (an Optuna pruner, autotune.trial.pruning)."""
+
+    def __init__(self, inner: LevelPolicy, report: Report) -> None:
         self.inner = inner
         self.report = report
 
@@ -104,8 +110,9 @@ class Reporting(LevelPolicy):
         nxt = self.inner.next_level(metrics, done)
         if self.inner.stopped is not None:
             self.stopped, self.pruned = self.inner.stopped, self.inner.pruned
-        if done and nxt is not None and self.report(len(done) - 1, metrics):
+        if done and self.report(len(done) - 1, metrics, nxt is None) and nxt is not None:
             self.stopped, self.pruned = f"pruned by the Optuna pruner after c{done[-1]}", True
+            self.by_pruner = True
             return None
         return nxt
 
@@ -205,6 +212,7 @@ class LevelsOutcome:
     levels: list[int] = field(default_factory=list)
     stopped: str | None = None
     pruned: bool = False
+    by_pruner: bool = False
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -228,7 +236,11 @@ def run_levels(
         metrics = parse_experiment(folder).metrics()
         if not go_on:
             break
-    outcome.stopped, outcome.pruned = policy.stopped, policy.pruned
+    outcome.stopped, outcome.pruned, outcome.by_pruner = (
+        policy.stopped,
+        policy.pruned,
+        policy.by_pruner,
+    )
     outcome.extra = policy.extra_metrics(metrics)
     if outcome.stopped:
         log.info("benchmark stopped after %s: %s", outcome.levels, outcome.stopped)
@@ -245,9 +257,7 @@ def _list_levels(folder: Path, levels: Sequence[int]) -> None:
     path.write_text(json.dumps(meta, indent=4))
 
 
-def level_policy(
-    cfg: Any, objective: Objective, report: Callable[[int, Mapping[str, float]], bool] | None
-) -> LevelPolicy | None:
+def level_policy(cfg: Any, objective: Objective, report: Report | None) -> LevelPolicy | None:
     """The policy a trial's config asks for; None: every level in one go.
 
     ``objective=capacity``: the capacity ladder; ``benchmark.early_abort`` with SLOs

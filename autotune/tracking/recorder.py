@@ -97,8 +97,15 @@ class TrialRecorder(TrialObserver):
             self._score(result)
         elif result.failure is not None:
             self._failure(spec, result)
+        elif result.status == "pruned":
+            # An Optuna pruner stopped it: its partial metrics stay, it ranks nowhere.
+            run.tag(**{tracking.STATUS: "pruned", tracking.FAILURE: "pruned"})
         self._artifacts(spec, result)
-        run.end({"ok": "FINISHED", "interrupted": "KILLED"}.get(result.status, "FAILED"))
+        run.end(
+            {"ok": "FINISHED", "pruned": "FINISHED", "interrupted": "KILLED"}.get(
+                result.status, "FAILED"
+            )
+        )
         if spec.role == "trial":
             update_study_curves(self.client, self.box, self.study, spec.index, result.value)
 

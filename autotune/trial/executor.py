@@ -151,7 +151,7 @@ def _deploy_and_measure(
                 f"the benchmark produced no {', '.join(objective.metrics)} (error_rate "
                 f"{result.metrics.get('error_rate', float('nan')):.2f})",
             )
-        result.score, result.status = scored, "ok"
+        result.score, result.status = scored, "pruned" if result.by_pruner else "ok"
         events.phase("done")
     finally:
         launcher.stop(endpoint)
@@ -199,7 +199,7 @@ def _benchmark(
         metrics.update(run.levels.extra)
         result.levels = list(run.levels.levels)
         if run.levels.pruned:
-            result.pruned = run.levels.stopped
+            result.pruned, result.by_pruner = run.levels.stopped, run.levels.by_pruner
             events.phase("pruned")
     if run.partial or parsed.partial:
         result.partial = True

@@ -60,7 +60,7 @@ def register(job_num: int, trial: optuna.trial.Trial, pruner: str) -> None:
 
 def reporter_for_job(
     job_num: int | None, objective: Objective
-) -> Callable[[int, Mapping[str, float]], bool] | None:
+) -> Callable[[int, Mapping[str, float], bool], bool] | None:
     """Reports a level's score to the job's Optuna trial; True: prune. None when the
     job has no registered trial (no pruner, another process, not a sweep)."""
     trial = _jobs.pop(job_num, None) if job_num is not None else None
@@ -73,13 +73,17 @@ def reporter_for_job(
 
 
 def _report(
-    trial: optuna.trial.Trial, objective: Objective, step: int, metrics: Mapping[str, float]
+    trial: optuna.trial.Trial,
+    objective: Objective,
+    step: int,
+    metrics: Mapping[str, float],
+    last: bool,
 ) -> bool:
     score = objective.score(metrics)
     if score is None:
         return False
     trial.report(float(score.values[0]), step)
-    if not trial.should_prune():
+    if last or not trial.should_prune():
         return False
     _pruned.add((trial.study.study_name, trial.number))
     return True

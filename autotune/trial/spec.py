@@ -36,9 +36,9 @@ class TrialSpec:
     baseline: bool = False
     # More tags for the trial's run (e.g. which trial a confirmation run repeats).
     tags: dict[str, str] = field(default_factory=dict)
-    # Hears each level's metrics (level index, metrics) and answers True to prune
-    # the trial: an Optuna pruner (autotune.trial.pruning); None = no pruner.
-    report: Callable[[int, Mapping[str, float]], bool] | None = None
+    # Hears each level's metrics (level index, metrics, last level?) and answers True
+    # to prune the trial: an Optuna pruner (autotune.trial.pruning); None = no pruner.
+    report: Callable[[int, Mapping[str, float], bool], bool] | None = None
 
     def launch_spec(self) -> LaunchSpec:
         return LaunchSpec.for_trial(
@@ -68,7 +68,7 @@ class TrialResult:
     """How a trial ended: its score for the sweeper, its metrics, or why it failed."""
 
     name: str
-    status: str  # ok | failed | interrupted
+    status: str  # ok | pruned | failed | interrupted
     failure: Failure | None = None
     message: str = ""
     score: Score | None = None
@@ -82,6 +82,9 @@ class TrialResult:
     pruned: str | None = None
     # Levels run, in order, when they ran one at a time (autotune.benchmark.levels).
     levels: list[int] = field(default_factory=list)
+    # Stopped by an Optuna pruner (status "pruned"): its score goes to the sweeper
+    # (told PRUNED), but it is no result to rank.
+    by_pruner: bool = False
     endpoint: Endpoint | None = None
 
     @property
