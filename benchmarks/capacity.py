@@ -55,14 +55,15 @@ from autotune.trial.spec import TrialSpec  # noqa: E402
 log = logging.getLogger("capacity")
 
 STUDY = [
-    "model=llama-3.1-8b-instruct",
-    "deploy=sim",
-    "deploy.gpu=h100_sxm",
-    "deploy.clock=virtual",
+    # Llama-3.1-8B on a simulated H100, the reference SGLang space (480 configurations).
+    "+experiment=sglang-slo-search",
     "objective=capacity",
+    # Bounds where the capacity varies over the space (docs/capacity.md): the p99 TTFT
+    # of a closed-loop start grows with the users, the batch cap queues the rest.
+    "objective.slo.ttft_p99_ms=10000",
+    "objective.slo.tpot_mean_ms=30",
     'benchmark.scenarios=["D(2048,512)"]',
     "benchmark.max_requests_per_run=512",
-    "search/space@hydra.sweeper.params=sglang",
 ]
 
 
@@ -100,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     study = [*STUDY, f"deploy.noise={args.noise}", f"deploy.seed={args.seed}", *args.override]
-    cfg_ladder = compose_study("grid", study=study)
+    cfg_ladder = compose_study("tpe", study=study)
     levels = [int(c) for c in cfg_ladder.objective.ladder]
     # The exhaustive ladder: every level in one run, no SLO (nothing stops it).
     cfg_all = compose_study(
-        "grid",
+        "tpe",
         study=[*study, "objective=throughput", f"benchmark.concurrency={levels}"],
     )
     space, fixed = search_space(cfg_ladder)

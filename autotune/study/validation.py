@@ -432,6 +432,12 @@ def _check_levels(cfg: DictConfig, errors: list[str]) -> None:
             "objective=capacity reads every level itself: set objective.concurrency and "
             "objective.slo_concurrency to null."
         )
+    if ladder and b.max_requests_per_run < 2 * max(ladder):
+        errors.append(
+            f"objective=capacity: benchmark.max_requests_per_run={b.max_requests_per_run} "
+            f"gives the {max(ladder)} users of the top ladder level fewer than 2 requests "
+            f"each; set it to {2 * max(ladder)} or more, or lower objective.ladder."
+        )
 
 
 # Config groups a user picks on the command line (model=..., deploy=...).

@@ -188,3 +188,28 @@ def test_real_genai_bench_runs_level_by_level_and_aborts(compose_cfg, tmp_path):
     assert (folder / "levels" / "c2" / "genai_bench.console.log").is_file()
     assert not (folder / "levels" / "c8").exists()
     assert result.endpoint is not None and result.endpoint.handle[0].poll() is not None  # stopped
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["benchmark.abort_margin=1.5"], "benchmark.abort_margin=1.5"),
+        (["search.pruner=sometimes"], "search.pruner='sometimes'"),
+        (["objective=capacity", "~objective.slo.ttft_p99_ms", "~objective.slo.tpot_mean_ms"],
+         "objective=capacity needs SLOs"),
+        (["objective=capacity", "objective.ladder=[8]"], ">= 2 distinct levels"),
+        (["objective=capacity"], "benchmark.max_requests_per_run=64"),
+        (["objective.ladder=[4,8]"], "only read by objective=capacity"),
+    ],
+)
+def test_bad_level_settings_are_named_before_anything_deploys(compose_cfg, overrides, needle):
+    from autotune.study.validation import validate_study
+
+    assert needle in "\n".join(validate_study(compose_cfg(*overrides)))
+
+
+def test_a_capacity_study_with_enough_requests_is_valid(compose_cfg):
+    from autotune.study.validation import validate_study
+
+    cfg = compose_cfg("objective=capacity", "benchmark.max_requests_per_run=512")
+    assert validate_study(cfg) == []
