@@ -122,9 +122,7 @@ class Objective:
         found = int(metrics.get("capacity_concurrency", 0))
         return found if found > 0 else min(levels(metrics), default=None)
 
-    def slack(
-        self, metrics: Mapping[str, float], stand_in: int | None = None
-    ) -> dict[str, float]:
+    def slack(self, metrics: Mapping[str, float], stand_in: int | None = None) -> dict[str, float]:
         """Relative slack of every SLO: (bound - value) / bound, flipped for lower bounds.
 
         ``stand_in``: a trial stopped early did not reach the SLO's level; the highest

@@ -125,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "noise": args.noise,
         "distinct_capacities": dict(sorted(Counter(r["exhaustive"] for r in rows).items())),
         "disagreements": [
-            {k: r[k] for k in ("exhaustive", "bisection", "params")}
-            for r in rows
-            if r not in same
+            {k: r[k] for k in ("exhaustive", "bisection", "params")} for r in rows if r not in same
         ],
         "seconds": round(time.monotonic() - started, 1),
     }

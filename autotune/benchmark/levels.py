@@ -136,8 +136,10 @@ def doomed(
     upper bound only when every level left is higher than all done and the miss
     exceeds ``margin``; ``min`` of a lower bound is final once missed.
     """
-    level = objective.slo_concurrency if objective.slo_concurrency is not None else (
-        objective.concurrency
+    level = (
+        objective.slo_concurrency
+        if objective.slo_concurrency is not None
+        else (objective.concurrency)
     )
     for name, bound in objective.slo.items():
         upper = not higher_is_better(name)
@@ -146,8 +148,9 @@ def doomed(
             reason = _doomed_at_level(metrics, name, bound, limit, upper, level, done)
         else:
             rising = min(left) > max(done)
-            reason = _doomed_across(objective.across_levels, metrics, name, bound, limit, upper,
-                                    rising)
+            reason = _doomed_across(
+                objective.across_levels, metrics, name, bound, limit, upper, rising
+            )
         if reason is not None:
             return reason
     return None

@@ -69,9 +69,7 @@ def genai_bench_levels(endpoint: Any, request: Any, tokenizer: str, timeout_s: f
 
     outcome = run_levels(request.policy, run_level, folder)
     note = "; ".join(notes) + (" (timed out)" if state["timed_out"] else "")
-    return BenchmarkRun(
-        folder, state["partial"], note, state["timed_out"], levels=outcome
-    )
+    return BenchmarkRun(folder, state["partial"], note, state["timed_out"], levels=outcome)
 
 
 def _collect(level_dir: Path, folder: Path) -> None:

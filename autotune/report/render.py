@@ -224,9 +224,7 @@ def markdown(s: dict[str, Any], images: bool = True) -> str:
     out.append("| " + " | ".join(h for h, _ in cols) + " |")
     out.append(
         "|"
-        + "|".join(
-            "---" if k in ("status", "flags", "slo", "trial") else "---:" for _, k in cols
-        )
+        + "|".join("---" if k in ("status", "flags", "slo", "trial") else "---:" for _, k in cols)
         + "|"
     )
     for t in s["trials"]:

@@ -28,7 +28,11 @@ from autotune.params import ParamError, canonical_name, coerce, suggest
 # Metrics the parser reports (un-prefixed, pooled across levels; also as c<N>.<name>).
 KNOWN_METRICS = list(METRIC_NAMES)
 # objective=capacity's metrics (autotune.benchmark.capacity), objective terms only.
-CAPACITY_METRICS = ["capacity_concurrency", "capacity_output_throughput_tok_s", "capacity_requests_per_s"]
+CAPACITY_METRICS = [
+    "capacity_concurrency",
+    "capacity_output_throughput_tok_s",
+    "capacity_requests_per_s",
+]
 
 
 class StudyConfigError(ValueError):

@@ -120,7 +120,9 @@ def test_early_abort_stops_a_doomed_trial_and_keeps_what_it_measured(compose_cfg
     assert list(run) == [8] and run[8] == pytest.approx(all_levels[8])
     # Engine seconds saved: the benchmark time of the levels not run (virtual clock).
     saved = all_levels[64] + all_levels[256]
-    print(f"benchmark s: full {sum(all_levels.values()):.1f}, aborted {run[8]:.1f}, saved {saved:.1f}")
+    print(
+        f"benchmark s: full {sum(all_levels.values()):.1f}, aborted {run[8]:.1f}, saved {saved:.1f}"
+    )
     assert saved > 0.3 * sum(all_levels.values())
     # Partial metrics recorded: level 8 and the pooled numbers over what ran.
     assert heard.seen["c8.tpot_mean_ms"] == pytest.approx(tpot[0])
@@ -195,8 +197,10 @@ def test_real_genai_bench_runs_level_by_level_and_aborts(compose_cfg, tmp_path):
     [
         (["benchmark.abort_margin=1.5"], "benchmark.abort_margin=1.5"),
         (["search.pruner=sometimes"], "search.pruner='sometimes'"),
-        (["objective=capacity", "~objective.slo.ttft_p99_ms", "~objective.slo.tpot_mean_ms"],
-         "objective=capacity needs SLOs"),
+        (
+            ["objective=capacity", "~objective.slo.ttft_p99_ms", "~objective.slo.tpot_mean_ms"],
+            "objective=capacity needs SLOs",
+        ),
         (["objective=capacity", "objective.ladder=[8]"], ">= 2 distinct levels"),
         (["objective=capacity"], "benchmark.max_requests_per_run=64"),
         (["objective.ladder=[4,8]"], "only read by objective=capacity"),
