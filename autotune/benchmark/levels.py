@@ -235,7 +235,7 @@ def run_levels(
     while (level := policy.next_level(metrics, outcome.levels)) is not None:
         outcome.levels.append(level)
         go_on = run_level(level)
-        _list_levels(folder, outcome.levels)
+        list_levels(folder, outcome.levels)
         metrics = parse_experiment(folder).metrics()
         if not go_on:
             break
@@ -250,7 +250,8 @@ def run_levels(
     return outcome
 
 
-def _list_levels(folder: Path, levels: Sequence[int]) -> None:
+def list_levels(folder: Path, levels: Sequence[int]) -> None:
+    """The folder's metadata lists ``levels`` as the levels requested."""
     path = folder / METADATA_FILE
     try:
         meta = json.loads(path.read_text())
@@ -283,4 +284,10 @@ def level_policy(cfg: Any, objective: Objective, report: Report | None) -> Level
 def ladder_levels(policy: LevelPolicy | None) -> list[int] | None:
     """The levels a capacity ladder may probe (the workload's levels then)."""
     inner = policy.inner if isinstance(policy, Reporting) else policy
-    return None if inner is None or type(inner) in (AllLevels, EarlyAbort) else inner.levels
+    return None if inner is None or in_order(inner) else inner.levels
+
+
+def in_order(policy: LevelPolicy | None) -> bool:
+    """The policy runs the workload's levels in its order (it only ever stops early)."""
+    inner = policy.inner if isinstance(policy, Reporting) else policy
+    return type(inner) in (AllLevels, EarlyAbort)

@@ -1,12 +1,14 @@
-"""genai-bench one concurrency level at a time, against one warmed-up deployment.
+"""genai-bench level by level, against one warmed-up deployment.
 
-Each level is its own genai-bench process, run in ``<folder>/levels/c<N>/`` (its
-console log stays there); its run files and metadata are then moved up into the
-experiment folder, so the folder looks like one genai-bench experiment holding the
-levels that ran. What runs next is the request's policy's choice
-(autotune.benchmark.levels). A process costs genai-bench's start-up (imports,
-tokenizer): measured in docs/capacity.md, which is why this mode is used only
-when a policy needs it.
+A genai-bench process costs its start-up (imports, tokenizer: ~20 s here, measured
+in docs/capacity.md), so a policy that runs the levels in the workload's order
+(every level, early abort, a pruner) is *watched*: one genai-bench process runs
+them all, each run file is judged as it appears, and the process is stopped as soon
+as the policy says so (the level in progress is dropped). A policy that picks its
+own order (the capacity ladder) gets one process per level, run in
+``<folder>/levels/c<N>/`` (its console log stays there), whose run files and
+metadata are moved up into the experiment folder. Either way the folder looks like
+one genai-bench experiment holding the levels that ran.
 
     run = genai_bench_levels(endpoint, request, tokenizer, timeout_s=600)
     run.levels.levels, run.levels.stopped
@@ -22,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from autotune.benchmark.genai_bench import run_genai_bench
-from autotune.benchmark.levels import run_levels
-from autotune.benchmark.parse import METADATA_FILE, find_run_files
+from autotune.benchmark.levels import LevelPolicy, LevelsOutcome, in_order, list_levels, run_levels
+from autotune.benchmark.parse import METADATA_FILE, find_run_files, parse_experiment
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ def genai_bench_levels(endpoint: Any, request: Any, tokenizer: str, timeout_s: f
     """
     from autotune.deploy.base import BenchmarkRun
 
+    if in_order(request.policy) and len(request.workload.scenarios) == 1:
+        return _watched(endpoint, request, tokenizer, timeout_s)
     folder = Path(request.out_dir).absolute()
     folder.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
@@ -79,3 +83,66 @@ def _collect(level_dir: Path, folder: Path) -> None:
     meta = level_dir / METADATA_FILE
     if meta.exists() and not (folder / METADATA_FILE).exists():
         shutil.copy(meta, folder / METADATA_FILE)
+
+
+class _Watch:
+    """Feeds the policy each level whose run file genai-bench has written."""
+
+    def __init__(self, policy: LevelPolicy, folder: Path) -> None:
+        self.policy = policy
+        self.folder = folder
+        self.done: list[int] = []
+        self.metrics: dict[str, float] = {}
+        self.files = 0
+        self.stop = False
+        policy.next_level({}, [])  # as run_levels does before the first level
+
+    def __call__(self) -> bool:
+        """New run files? Judge them; True: stop genai-bench now."""
+        files = len(find_run_files(self.folder))
+        if files == self.files or self.stop:
+            return self.stop
+        self.files = files
+        parsed = parse_experiment(self.folder)
+        self.metrics = parsed.metrics()
+        for run in parsed.runs:
+            if run.concurrency in self.done:
+                continue
+            self.done.append(run.concurrency)
+            if self.policy.next_level(self.metrics, self.done) is None:
+                self.stop = True
+                break
+        return self.stop
+
+
+def _watched(endpoint: Any, request: Any, tokenizer: str, timeout_s: float) -> Any:
+    """Every level in one genai-bench process, stopped when the policy says so."""
+    from autotune.deploy.base import BenchmarkRun
+
+    folder = Path(request.out_dir).absolute()
+    watch = _Watch(request.policy, folder)
+    bench = run_genai_bench(
+        endpoint.base_url,
+        endpoint.model_name,
+        tokenizer,
+        request.workload,
+        folder,
+        timeout_s=timeout_s,
+        api_key=request.api_key,
+        on_progress=request.on_progress,
+        stop_when=watch,
+    )
+    watch()  # the last level's file may have come with the exit
+    policy = request.policy
+    outcome = LevelsOutcome(
+        list(watch.done), policy.stopped, policy.pruned, policy.by_pruner,
+        policy.extra_metrics(watch.metrics),
+    )  # fmt: skip
+    if outcome.stopped:
+        list_levels(folder, outcome.levels)  # levels not run are not "missing"
+        log.info("benchmark stopped after %s: %s", outcome.levels, outcome.stopped)
+    partial = bench.partial and not outcome.stopped
+    note = f"genai-bench exit {bench.returncode}" + (
+        " (stopped early)" if outcome.stopped else " (timed out)" if bench.timed_out else ""
+    )
+    return BenchmarkRun(bench.folder, partial, note, bench.timed_out, levels=outcome)

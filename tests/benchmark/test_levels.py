@@ -170,15 +170,21 @@ def test_capacity_objective_records_the_ladders_answer(compose_cfg, tmp_path):
     assert capacity_from_levels(obj, result.metrics, result.levels) <= capacity
 
 
+REALTIME = [
+    "deploy.clock=realtime",
+    'benchmark.scenarios=["D(128,32)"]',
+    "benchmark.max_time_per_run_min=1",
+]
+
+
 @pytest.mark.slow
-def test_real_genai_bench_runs_level_by_level_and_aborts(compose_cfg, tmp_path):
-    """The per-level path with real genai-bench against the real-time simulated server."""
+def test_real_genai_bench_is_stopped_between_levels(compose_cfg, tmp_path):
+    """Early abort watches one genai-bench process (no start-up per level) and stops it
+    once a level's file dooms the trial; the engine is stopped right after."""
     cfg = compose_cfg(
-        "deploy.clock=realtime",
-        'benchmark.scenarios=["D(128,32)"]',
-        "benchmark.concurrency=[2,8]",
+        *REALTIME,
+        "benchmark.concurrency=[2,4,8]",
         "benchmark.max_requests_per_run=8",
-        "benchmark.max_time_per_run_min=1",
         "objective=throughput_slo",
         "objective.concurrency=8",
         "objective.slo.ttft_p99_ms=0.001",
@@ -186,10 +192,30 @@ def test_real_genai_bench_runs_level_by_level_and_aborts(compose_cfg, tmp_path):
     result, heard = _trial(cfg, tmp_path, "rt")
     folder = tmp_path / "rt" / "genai-bench"
     assert result.pruned and result.levels == [2] and not result.score.feasible
-    assert list(_durations(folder)) == [2] and heard.seen["c2.ttft_p99_ms"] > 0.001
-    assert (folder / "levels" / "c2" / "genai_bench.console.log").is_file()
-    assert not (folder / "levels" / "c8").exists()
-    assert result.endpoint is not None and result.endpoint.handle[0].poll() is not None  # stopped
+    assert 8 not in _durations(folder) and heard.seen["c2.ttft_p99_ms"] > 0.001
+    assert (
+        "Starting benchmark with concurrency=8"
+        not in (folder / "genai_bench.console.log").read_text()
+    )
+    assert not result.partial and result.endpoint.handle[0].poll() is not None  # stopped
+
+
+@pytest.mark.slow
+def test_real_genai_bench_probes_the_capacity_ladder_one_process_per_level(compose_cfg, tmp_path):
+    cfg = compose_cfg(
+        *REALTIME,
+        "benchmark.max_requests_per_run=16",
+        "objective=capacity",
+        "objective.ladder=[1,2,4,8]",
+        "objective.slo.ttft_p99_ms=1e9",  # every level meets it: the ladder climbs
+        "~objective.slo.tpot_mean_ms",
+    )
+    result, _ = _trial(cfg, tmp_path, "cap")
+    folder = tmp_path / "cap" / "genai-bench"
+    assert result.ok and result.value == 8 and result.levels == [4, 8]
+    assert sorted(_durations(folder)) == [4, 8]
+    assert sorted(p.name for p in (folder / "levels").iterdir()) == ["c4", "c8"]
+    assert result.metrics["capacity_output_throughput_tok_s"] > 0
 
 
 @pytest.mark.parametrize(
