@@ -1,10 +1,12 @@
-"""What one genai-bench process per level costs: the same trial with its levels in one
-genai-bench run and one run per level, on the real-time simulated engine.
+"""What one genai-bench process per level costs: the same levels in one genai-bench
+run and in one run per level, against one real-time simulated engine.
 
-Each repeat runs both modes against a fresh simulated SGLang server (deploy=sim,
-clock=realtime, real genai-bench over HTTP), alternating which goes first. The
-extra seconds per added process = (per-level wall - single wall) / (levels - 1);
-the median and range over the repeats are printed.
+A simulated SGLang server (deploy=sim, clock=realtime) is started once; each repeat
+runs genai-bench over HTTP with every level in one process, and with one process
+per level, alternating which goes first. The extra seconds per added process =
+(per-level wall - single wall) / (levels - 1); the median and range over the
+repeats are printed. Early abort and pruners avoid this cost (they watch one
+process); the capacity ladder pays it once per probe.
 
     python benchmarks/level_overhead.py --json
     python benchmarks/level_overhead.py --repeats 5 --levels 1 2 4
@@ -16,6 +18,7 @@ the median and range over the repeats are printed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -28,18 +31,21 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from search_efficiency import compose_study  # noqa: E402
 
-from autotune.trial.executor import run_trial  # noqa: E402
+from autotune.benchmark.genai_bench import run_genai_bench  # noqa: E402
+from autotune.deploy import create_launcher  # noqa: E402
+from autotune.deploy.readiness import wait_ready  # noqa: E402
 from autotune.trial.spec import TrialSpec  # noqa: E402
 
 
-def benchmark_seconds(overrides: list[str], workdir: Path) -> float:
-    """Wall seconds of the trial minus its engine start-up (= warm-up + benchmark)."""
-    cfg = compose_study("none", study=overrides)
+def timed(endpoint, workload, folder: Path) -> float:
     started = time.monotonic()
-    result = run_trial(TrialSpec(cfg, {}, name="overhead", study="overhead", workdir=workdir))
-    if not result.ok:
-        raise SystemExit(f"the trial failed: {result.message}")
-    return time.monotonic() - started - (result.startup_s or 0.0)
+    run = run_genai_bench(
+        endpoint.base_url, endpoint.model_name, endpoint.info["tokenizer"], workload, folder,
+        timeout_s=600,
+    )  # fmt: skip
+    if not run.ok:
+        raise SystemExit(f"genai-bench failed: {run.log_tail()}")
+    return time.monotonic() - started
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,24 +54,49 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    base = [
-        "deploy=sim",
-        "deploy.clock=realtime",
-        'benchmark.scenarios=["D(128,32)"]',
-        f"benchmark.concurrency={args.levels}",
-        "benchmark.max_requests_per_run=16",
-        "benchmark.max_time_per_run_min=1",
-    ]
-    # One process: no policy. Per level: early abort with an SLO nothing can miss.
-    single = [*base, "benchmark.early_abort=false"]
-    each = [*base, "objective=throughput_slo", f"objective.concurrency={max(args.levels)}",
-            "objective.slo.ttft_p99_ms=1e9"]  # fmt: skip
+    cfg = compose_study(
+        "none",
+        study=[
+            "deploy=sim",
+            "deploy.clock=realtime",
+            'benchmark.scenarios=["D(128,32)"]',
+            f"benchmark.concurrency={args.levels}",
+            "benchmark.max_requests_per_run=16",
+            "benchmark.max_time_per_run_min=1",
+        ],
+    )
     one, per = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.repeats):
-            order = [(single, one), (each, per)] if i % 2 == 0 else [(each, per), (single, one)]
-            for j, (overrides, out) in enumerate(order):
-                out.append(benchmark_seconds(overrides, Path(tmp) / f"r{i}-{j}"))
+        spec = TrialSpec(cfg, {}, name="overhead", study="overhead", workdir=Path(tmp) / "e")
+        launcher = create_launcher(cfg.deploy)
+        endpoint = launcher.start(spec.launch_spec())
+        try:
+            wait_ready(launcher, endpoint, health_path=cfg.runtime.health_path,
+                       ready_pattern=cfg.runtime.ready_log_pattern,
+                       failure_patterns=cfg.runtime.failure_patterns, timeout_s=120)  # fmt: skip
+            workload = spec.workload()
+            for i in range(args.repeats):
+                out = Path(tmp) / f"r{i}"
+
+                def single(out: Path = out) -> None:
+                    one.append(timed(endpoint, workload, out / "single"))
+
+                def each(out: Path = out) -> None:
+                    per.append(
+                        sum(
+                            timed(
+                                endpoint,
+                                dataclasses.replace(workload, concurrency=[c]),
+                                out / f"c{c}",
+                            )  # fmt: skip
+                            for c in args.levels
+                        )
+                    )
+
+                for step in (single, each) if i % 2 == 0 else (each, single):
+                    step()
+        finally:
+            launcher.stop(endpoint)
     extra = [(p - o) / (len(args.levels) - 1) for o, p in zip(one, per, strict=True)]
     result = {
         "levels": args.levels,
