@@ -415,6 +415,12 @@ def _check_levels(cfg: DictConfig, errors: list[str]) -> None:
     pruner = str(cfg.search.get("pruner", "none"))
     if pruner not in PRUNERS:
         errors.append(f"search.pruner={pruner!r}: use one of {', '.join(PRUNERS)}.")
+    sweeper = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or "")
+    if pruner != "none" and sweeper and "Optuna" not in sweeper:
+        errors.append(
+            f"search.pruner={pruner} needs an Optuna search (search=tpe, random, ...): "
+            "the grid runs every configuration whatever the pruner says."
+        )
     capacity = [t.metric for t in o.terms if t.metric in CAPACITY_METRICS]
     if not capacity:
         if o.get("ladder"):

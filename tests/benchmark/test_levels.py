@@ -223,7 +223,8 @@ def test_real_genai_bench_probes_the_capacity_ladder_one_process_per_level(compo
     "overrides, needle",
     [
         (["benchmark.abort_margin=1.5"], "benchmark.abort_margin=1.5"),
-        (["search.pruner=sometimes"], "search.pruner='sometimes'"),
+        (["search=tpe", "search.pruner=sometimes"], "search.pruner='sometimes'"),
+        (["search.pruner=median"], "needs an Optuna search"),
         (
             ["objective=capacity", "~objective.slo.ttft_p99_ms", "~objective.slo.tpot_mean_ms"],
             "objective=capacity needs SLOs",
@@ -239,11 +240,12 @@ def test_bad_level_settings_are_named_before_anything_deploys(compose_cfg, overr
     assert needle in "\n".join(validate_study(compose_cfg(*overrides)))
 
 
-def test_a_capacity_study_with_enough_requests_is_valid(compose_cfg):
+def test_valid_level_settings_pass(compose_cfg):
     from autotune.study.validation import validate_study
 
     cfg = compose_cfg("objective=capacity", "benchmark.max_requests_per_run=512")
     assert validate_study(cfg) == []
+    assert validate_study(compose_cfg("search=tpe", "search.pruner=hyperband")) == []
 
 
 @pytest.mark.slow
