@@ -112,8 +112,8 @@ class BenchmarkConfig:
     # requests are slower); null = the highest concurrency level once.
     warmup_requests: int | None = None
     # Stop a trial once its finished levels show it cannot meet the SLOs (recorded
-    # infeasible, autotune.pruned=true): docs/search.md. Levels then run one
-    # genai-bench process each, only when the objective has SLOs.
+    # infeasible, autotune.pruned=true): docs/search.md. Needs SLOs and >= 2 levels;
+    # genai-bench still runs all levels in one process, stopped between levels.
     early_abort: bool = True
     # How far (relative) a level below the SLO's level must miss a latency bound to
     # abort: latency rises with concurrency, noise must not abort a feasible trial.
