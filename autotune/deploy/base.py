@@ -176,7 +176,7 @@ class Launcher(abc.ABC):
         left_s = max(1.0, request.timeout_s - (time.monotonic() - started))
         tokenizer = endpoint.info.get("tokenizer") or request.tokenizer
         if request.policy is not None:
-            # One genai-bench process per level (a policy looks at each level first).
+            # Level by level: a policy looks at each level before the next.
             from autotune.benchmark.stepwise import genai_bench_levels
 
             return genai_bench_levels(endpoint, request, str(tokenizer), left_s)

@@ -107,7 +107,9 @@ class TrialRecorder(TrialObserver):
             )
         )
         if spec.role == "trial":
-            update_study_curves(self.client, self.box, self.study, spec.index, result.value)
+            # A pruned trial's partial objective is no result for the best-so-far curve.
+            value = None if result.status == "pruned" else result.value
+            update_study_curves(self.client, self.box, self.study, spec.index, value)
 
     # -- parts ---------------------------------------------------------------------------
     @property
