@@ -80,3 +80,17 @@ def test_a_tpe_study_with_the_median_pruner_prunes_and_records_it(tmp_path: Path
     assert len(tagged) == len(pruned)
     assert set(tagged["tags.autotune.levels_run"]) <= {"4,16", "4"}
     assert tagged["metrics.c4.output_throughput_tok_s"].notna().all()
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [("median", optuna.pruners.MedianPruner), ("hyperband", optuna.pruners.HyperbandPruner)],
+)
+def test_the_configured_pruner_is_the_studys(name, kind):
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    pruning.register(44, trial, name)
+    assert isinstance(study.pruner, kind)
+    report = pruning.reporter_for_job(44, OBJ)
+    assert report is not None and not report(0, {"output_throughput_tok_s": 5.0}, False)
+    assert study.trials[-1].intermediate_values == {0: 5.0}
