@@ -20,7 +20,8 @@ two runs on a GPU. ``--noise 0`` measures the algorithm alone.
     python benchmarks/capacity.py --json --configs 0      # all 480
     python benchmarks/capacity.py --json --noise 0
 
-``--json`` prints one line: ``{"configs", "agreement", "levels_fraction",
+``--json`` prints one line: ``{"configs", "agreement", "agreement_interval_95",
+"levels_fraction",
 "probes_mean", "ladder_levels", "noise", "distinct_capacities", "disagreements",
 "seconds"}`` where ``agreement`` is the share of configurations with the same
 capacity and ``levels_fraction`` the bisection's levels over the exhaustive
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import sys
 import tempfile
@@ -90,6 +92,14 @@ def measure(cfg_ladder: DictConfig, cfg_all: DictConfig, params: dict[str, Any])
     }
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    """95 % Wilson score interval of a proportion k/n."""
+    p, zz = k / n, z * z
+    centre = (p + zz / (2 * n)) / (1 + zz / n)
+    half = z * math.sqrt(p * (1 - p) / n + zz / (4 * n * n)) / (1 + zz / n)
+    return [round(centre - half, 4), round(centre + half, 4)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", type=int, default=96, help="sample size; 0 = all")
@@ -119,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "configs": len(rows),
         "agreement": round(len(same) / len(rows), 4) if rows else None,
+        "agreement_interval_95": wilson(len(same), len(rows)) if rows else None,
         "levels_fraction": round(probes / (len(rows) * len(levels)), 4) if rows else None,
         "probes_mean": round(probes / len(rows), 2) if rows else None,
         "ladder_levels": len(levels),

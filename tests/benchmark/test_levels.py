@@ -260,3 +260,17 @@ def test_an_aborted_trial_is_recorded_in_mlflow_as_pruned_and_infeasible(tmp_pat
     assert t["tags.autotune.status"] == "ok" and t["tags.autotune.feasible"] == "false"
     assert t["metrics.c8.tpot_mean_ms"] > 5 and t["metrics.objective"] < 0
     assert "metrics.c64.tpot_mean_ms" not in t  # no level beyond the abort was run
+
+
+@pytest.mark.slow
+def test_the_capacity_benchmark_runs(capsys):
+    """benchmarks/capacity.py on two configurations, exact: the two methods agree."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import capacity
+
+    assert capacity.main(["--json", "--configs", "2", "--noise", "0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["configs"] == 2 and out["agreement"] == 1.0 and out["disagreements"] == []
+    assert out["probes_mean"] <= 4 and out["ladder_levels"] == 11
