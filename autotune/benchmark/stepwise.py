@@ -30,6 +30,8 @@ from autotune.benchmark.parse import METADATA_FILE, find_run_files, parse_experi
 log = logging.getLogger(__name__)
 
 LEVELS_DIR = "levels"
+# Polls (0.2 s apart) that re-read a run file that did not parse before giving up on it.
+_REREADS = 10
 
 
 def genai_bench_levels(endpoint: Any, request: Any, tokenizer: str, timeout_s: float) -> Any:
@@ -94,6 +96,7 @@ class _Watch:
         self.done: list[int] = []
         self.metrics: dict[str, float] = {}
         self.files = 0
+        self.rereads = 0
         self.stop = False
         policy.next_level({}, [])  # as run_levels does before the first level
 
@@ -102,8 +105,12 @@ class _Watch:
         files = len(find_run_files(self.folder))
         if files == self.files or self.stop:
             return self.stop
-        self.files = files
         parsed = parse_experiment(self.folder)
+        # A file still being written does not parse yet: read it again (for ~2 s).
+        if len(parsed.runs) == files or self.rereads >= _REREADS:
+            self.files, self.rereads = files, 0
+        else:
+            self.rereads += 1
         self.metrics = parsed.metrics()
         for run in parsed.runs:
             if run.concurrency in self.done:

@@ -274,3 +274,26 @@ def test_the_capacity_benchmark_runs(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["configs"] == 2 and out["agreement"] == 1.0 and out["disagreements"] == []
     assert out["probes_mean"] <= 4 and out["ladder_levels"] == 11
+
+
+def test_the_watch_judges_each_run_file_once_it_parses(tmp_path):
+    """How early abort follows one genai-bench process (autotune.benchmark.stepwise)."""
+    from autotune.benchmark.levels import EarlyAbort
+    from autotune.benchmark.stepwise import _Watch
+    from autotune.benchmark.writer import RequestRecord, RunRecords, write_experiment
+
+    def level(c: int, ttft_s: float) -> RunRecords:
+        reqs = [RequestRecord(i, i + ttft_s, i + ttft_s + 1, 100, 10) for i in range(4)]
+        return RunRecords("D(100,10)", c, reqs)
+
+    obj = _objective(slo_concurrency=64)  # p99 TTFT <= 100 ms at c64
+    watch = _Watch(EarlyAbort([8, 16, 64], obj, 0.1), tmp_path)
+    (c8,) = write_experiment(tmp_path, [level(8, 0.05)])
+    assert not watch() and watch.done == [8]
+    (c16,) = write_experiment(tmp_path, [level(16, 0.5)])
+    text = c16.read_text()
+    c16.write_text(text[: len(text) // 2])  # genai-bench is still writing it
+    assert not watch() and watch.done == [8]
+    c16.write_text(text)
+    assert watch() and watch.done == [8, 16]  # 500 ms at c16 dooms c64: stop
+    assert "c16" in watch.policy.stopped
