@@ -36,9 +36,11 @@ def meets_slos(objective: Objective, metrics: Mapping[str, float], level: int) -
     return True
 
 
-def capacity_metrics(metrics: Mapping[str, float], capacity: int) -> dict[str, float]:
-    """``capacity_concurrency`` and the throughputs measured at that level."""
-    out = {"capacity_concurrency": float(capacity)}
+def capacity_metrics(
+    metrics: Mapping[str, float], capacity: int, gpus: int = 1
+) -> dict[str, float]:
+    """``capacity_concurrency`` (also per GPU) and the throughputs measured there."""
+    out = {"capacity_concurrency": float(capacity), "capacity_concurrency_per_gpu": capacity / gpus}
     for name in THROUGHPUTS:
         value = read_metric(metrics, name, capacity, "pooled") if capacity else None
         out[f"capacity_{name}"] = value if value is not None else 0.0
@@ -61,7 +63,7 @@ def capacity_from_levels(
 class CapacityLadder(LevelPolicy):
     """Bisection over ``levels`` for the highest one that meets the SLOs."""
 
-    def __init__(self, levels: Sequence[int], objective: Objective) -> None:
+    def __init__(self, levels: Sequence[int], objective: Objective, gpus: int = 1) -> None:
         if not objective.slo:
             raise ValueError(
                 "objective=capacity needs SLOs: set objective.slo (e.g. "
@@ -69,6 +71,7 @@ class CapacityLadder(LevelPolicy):
             )
         self.levels = sorted(set(levels))
         self.objective = objective
+        self.gpus = max(1, gpus)  # the trial's GPUs, for capacity_concurrency_per_gpu
         self.passed = -1  # index of the highest level known to meet the SLOs
         self.failed = len(self.levels)  # index of the lowest level known to miss them
 
@@ -88,4 +91,4 @@ class CapacityLadder(LevelPolicy):
         return self.levels[self.passed] if self.passed >= 0 else 0
 
     def extra_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
-        return capacity_metrics(metrics, self.capacity)
+        return capacity_metrics(metrics, self.capacity, self.gpus)

@@ -261,7 +261,9 @@ def list_levels(folder: Path, levels: Sequence[int]) -> None:
     path.write_text(json.dumps(meta, indent=4))
 
 
-def level_policy(cfg: Any, objective: Objective, report: Report | None) -> LevelPolicy | None:
+def level_policy(
+    cfg: Any, objective: Objective, report: Report | None, gpus: int = 1
+) -> LevelPolicy | None:
     """The policy a trial's config asks for; None: every level in one go.
 
     ``objective=capacity``: the capacity ladder; ``benchmark.early_abort`` with SLOs
@@ -273,7 +275,8 @@ def level_policy(cfg: Any, objective: Objective, report: Report | None) -> Level
     if objective.capacity:
         from autotune.benchmark.capacity import CapacityLadder
 
-        policy = CapacityLadder([int(c) for c in cfg.objective.get("ladder") or levels], objective)
+        ladder = [int(c) for c in cfg.objective.get("ladder") or levels]
+        policy = CapacityLadder(ladder, objective, gpus)
     elif cfg.benchmark.get("early_abort") and objective.slo and len(levels) > 1:
         policy = EarlyAbort(levels, objective, float(cfg.benchmark.abort_margin))
     if report is not None:

@@ -78,6 +78,7 @@ def label(metric: str) -> str:
         "requests_per_s": "request throughput",
         "error_rate": "error rate",
         "capacity_concurrency": "max concurrency under SLO",
+        "capacity_concurrency_per_gpu": "max concurrency under SLO per GPU",
         "capacity_output_throughput_tok_s": "output throughput at capacity",
         "capacity_requests_per_s": "request throughput at capacity",
     }

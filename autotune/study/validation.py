@@ -30,6 +30,7 @@ KNOWN_METRICS = list(METRIC_NAMES)
 # objective=capacity's metrics (autotune.benchmark.capacity), objective terms only.
 CAPACITY_METRICS = [
     "capacity_concurrency",
+    "capacity_concurrency_per_gpu",
     "capacity_output_throughput_tok_s",
     "capacity_requests_per_s",
 ]

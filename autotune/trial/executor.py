@@ -38,6 +38,7 @@ from autotune.deploy.base import BenchmarkRequest
 from autotune.deploy.failures import failure_in, last_lines, read_log
 from autotune.deploy.readiness import wait_ready
 from autotune.objective import Objective
+from autotune.params import gpu_count
 from autotune.secrets import scrub, scrub_tree, secret_values
 from autotune.trial.spec import TrialObserver, TrialResult, TrialSpec
 
@@ -166,7 +167,7 @@ def _benchmark(
     objective: Objective,
 ) -> dict[str, float]:
     cfg = spec.cfg
-    policy = level_policy(cfg, objective, spec.report)
+    policy = level_policy(cfg, objective, spec.report, gpu_count(spec.params, cfg.runtime.gpu_flag))
     workload = spec.workload()
     if ladder := ladder_levels(policy):
         workload = dataclasses.replace(workload, concurrency=ladder)

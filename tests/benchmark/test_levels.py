@@ -67,6 +67,15 @@ def test_the_ladder_bisects_to_the_exhaustive_answer_in_log_probes(capacity):
     assert ladder.extra_metrics(seen)["capacity_concurrency"] == capacity
 
 
+def test_capacity_per_gpu_divides_by_the_trials_gpus():
+    truth = _ladder_metrics(64, LADDER)
+    ladder, done = CapacityLadder(LADDER, _objective(), gpus=4), []
+    while (level := ladder.next_level(truth, done)) is not None:
+        done.append(level)
+    extra = ladder.extra_metrics(truth)
+    assert extra["capacity_concurrency"] == 64 and extra["capacity_concurrency_per_gpu"] == 16
+
+
 def test_the_ladder_needs_slos():
     with pytest.raises(ValueError, match="objective.slo"):
         CapacityLadder(LADDER, Objective(["capacity_concurrency"], ["maximize"]))
