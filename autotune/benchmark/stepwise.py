@@ -1,6 +1,6 @@
 """genai-bench level by level, against one warmed-up deployment.
 
-A genai-bench process costs its start-up (imports, tokenizer: ~20 s here, measured
+A genai-bench process costs its start-up (imports, tokenizer: ~24 s here, measured
 in docs/capacity.md), so a policy that runs the levels in the workload's order
 (every level, early abort, a pruner) is *watched*: one genai-bench process runs
 them all, each run file is judged as it appears, and the process is stopped as soon
