@@ -131,6 +131,13 @@ class BenchmarkConfig:
     # The shared prefix as a fraction of each prompt (--prefix-ratio; D scenarios only).
     prefix_ratio: float = 0.0
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    # Stop a trial once its finished levels show it cannot meet the SLOs (recorded
+    # infeasible, autotune.pruned=true): docs/search.md. Needs SLOs and >= 2 levels;
+    # genai-bench still runs all levels in one process, stopped between levels.
+    early_abort: bool = True
+    # How far (relative) a level below the SLO's level must miss a latency bound to
+    # abort: latency rises with concurrency, noise must not abort a feasible trial.
+    abort_margin: float = 0.1
 
 
 @dataclass
@@ -154,6 +161,9 @@ class ObjectiveConfig:
     slo: dict[str, float] = field(default_factory=dict)
     # Level the SLOs are read at; null = the same view as the objective.
     slo_concurrency: int | None = None
+    # objective=capacity: the levels the capacity ladder may probe (bisection, one
+    # genai-bench run each); empty = benchmark.concurrency. docs/capacity.md.
+    ladder: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -203,6 +213,9 @@ class SearchConfig:
     worker: str | None = None
     # Re-run the best configurations and the defaults, and state the gain's interval.
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
+    # Optuna pruner told each level's intermediate value: none | median | hyperband
+    # (docs/search.md); not none runs levels one at a time.
+    pruner: str = "none"
 
 
 @dataclass

@@ -107,12 +107,34 @@ class Objective:
             slo_concurrency=cfg.slo_concurrency,
         )
 
-    def slack(self, metrics: Mapping[str, float]) -> dict[str, float]:
-        """Relative slack of every SLO: (bound - value) / bound, flipped for lower bounds."""
-        level = self.slo_concurrency if self.slo_concurrency is not None else self.concurrency
+    @property
+    def capacity(self) -> bool:
+        """Capacity under SLO (objective=capacity): the ladder applied the SLOs per level."""
+        return any(m.startswith("capacity_") for m in self.metrics)
+
+    def slo_level(self, metrics: Mapping[str, float]) -> int | None:
+        """The level the SLOs are read at (None: across levels). For capacity: the
+        capacity found, or the lowest level probed when none met the SLOs."""
+        if self.slo_concurrency is not None:
+            return self.slo_concurrency
+        if self.concurrency is not None or not self.capacity:
+            return self.concurrency
+        found = int(metrics.get("capacity_concurrency", 0))
+        return found if found > 0 else min(levels(metrics), default=None)
+
+    def slack(self, metrics: Mapping[str, float], stand_in: int | None = None) -> dict[str, float]:
+        """Relative slack of every SLO: (bound - value) / bound, flipped for lower bounds.
+
+        ``stand_in``: a trial stopped early did not reach the SLO's level; the highest
+        level it ran stands in for it (a lower bound of the miss, latency rising
+        with concurrency: autotune.benchmark.levels).
+        """
+        level = self.slo_level(metrics)
         out = {}
         for name, bound in self.slo.items():
             value = read_metric(metrics, name, level, self.across_levels)
+            if value is None and stand_in is not None:
+                value = read_metric(metrics, name, stand_in, self.across_levels)
             if value is None:
                 out[name] = -1.0  # not measured counts as missed
                 continue
@@ -121,14 +143,18 @@ class Objective:
             out[name] = diff / scale
         return out
 
-    def score(self, metrics: Mapping[str, float]) -> Score | None:
-        """None when an objective metric is missing (the trial cannot be ranked)."""
+    def score(self, metrics: Mapping[str, float], stand_in: int | None = None) -> Score | None:
+        """None when an objective metric is missing (the trial cannot be ranked).
+
+        ``stand_in``: see :meth:`slack`; an infeasible trial stopped early is scored
+        from what it measured even when the objective's own level was not reached.
+        """
         raw = [read_metric(metrics, m, self.concurrency, self.across_levels) for m in self.metrics]
-        if any(v is None for v in raw):
-            return None
-        slack = self.slack(metrics)
+        slack = self.slack(metrics, stand_in)
         violation = sum(-s for s in slack.values() if s < 0)
         feasible = violation == 0
+        if any(v is None for v in raw) and (feasible or stand_in is None):
+            return None
         values = []
         for v, direction in zip(raw, self.directions, strict=True):
             if feasible:

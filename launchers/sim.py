@@ -190,11 +190,15 @@ class SimLauncher(LocalLauncher):
     def benchmark(self, endpoint: Endpoint, request: BenchmarkRequest) -> BenchmarkRun:
         if not endpoint.virtual:
             return super().benchmark(endpoint, request)
-        from autotune.benchmark.virtual import run_virtual
+        from autotune.benchmark.virtual import run_virtual, run_virtual_levels
 
         if request.on_progress:
             request.on_progress("benchmarking (virtual clock)")
-        return BenchmarkRun(run_virtual(endpoint.info["sim"], request.workload, request.out_dir))
+        sim, workload, folder = endpoint.info["sim"], request.workload, request.out_dir
+        if request.policy is not None:
+            levels = run_virtual_levels(sim, workload, folder, request.policy)
+            return BenchmarkRun(folder, levels=levels)
+        return BenchmarkRun(run_virtual(sim, workload, folder))
 
     def server_info(self, endpoint: Endpoint, path: str | None) -> dict[str, Any] | None:
         return None if endpoint.virtual else super().server_info(endpoint, path)

@@ -465,6 +465,7 @@ def run_genai_bench(
     grace_s: float = 10.0,
     secrets: Iterable[str] = (),
     reports: bool = False,
+    stop_when: Callable[[], bool] | None = None,
 ) -> BenchmarkRun:
     """Run genai-bench to completion or until ``timeout_s`` wall-clock seconds pass.
 
@@ -477,7 +478,9 @@ def run_genai_bench(
 
     ``secrets``: more values to mask like the API key (e.g. an HF token that
     might surface in a traceback); the console log is masked as it is written.
-    ``reports``: see ``build_command``.
+    ``reports``: see ``build_command``. ``stop_when``: polled while genai-bench runs;
+    True stops it like a timeout, without ``timed_out`` (early abort between levels:
+    the finished runs' files stay, the run in progress is dropped).
     """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -514,7 +517,8 @@ def run_genai_bench(
             )
             reader.start()
             try:
-                timed_out = not _wait_exit(proc, started + timeout_s)
+                exited = _wait_exit(proc, started + timeout_s, stop_when)
+                timed_out = not exited and time.monotonic() >= started + timeout_s
                 if timed_out:
                     log.warning("genai-bench exceeded %.0f s, stopping it", timeout_s)
             finally:
@@ -601,10 +605,14 @@ def _exited(pid: int) -> bool:
     return info is not None
 
 
-def _wait_exit(proc: subprocess.Popen, deadline: float) -> bool:
+def _wait_exit(
+    proc: subprocess.Popen, deadline: float, stop_when: Callable[[], bool] | None = None
+) -> bool:
     while time.monotonic() < deadline:
         if _exited(proc.pid):
             return True
+        if stop_when is not None and stop_when():
+            return _exited(proc.pid)
         time.sleep(0.2)
     return _exited(proc.pid)
 

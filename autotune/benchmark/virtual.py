@@ -18,6 +18,7 @@ from typing import Any
 
 from autotune.benchmark.dataset import DATASET_SCENARIO
 from autotune.benchmark.genai_bench import Workload
+from autotune.benchmark.levels import LevelPolicy, LevelsOutcome, run_levels
 from autotune.benchmark.scenarios import parse_scenario, sample_lengths
 from autotune.benchmark.writer import RequestRecord, RunRecords, write_experiment
 
@@ -30,62 +31,105 @@ def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
     deployment are cold, as on the real-time server. ``workload.warmup_requests``
     run first on the highest concurrency level and are not measured.
     """
-    # Imported here: real deployments never load the simulator.
-    from autotune.sim.noise import noise_for
-    from autotune.sim.replay import replay_closed_loop
-    from autotune.sim.settings import build_engine
+    replay = VirtualDeployment(sim, workload)
+    # genai-bench's order: scenario by scenario, each over every level.
+    runs = [replay.run(s, c) for s in workload.scenarios for c in workload.concurrency]
+    write_experiment(
+        out_dir, runs, workload=workload, model_name="simulated", metadata={"simulated": True}
+    )
+    return Path(out_dir)
 
-    seed = int(sim.get("seed", 0))
-    noise = noise_for(sim.get("noise"), sim.get("noise_key"))
 
-    def engine():
+def run_virtual_levels(
+    sim: dict[str, Any], workload: Workload, out_dir: Path, policy: LevelPolicy
+) -> LevelsOutcome:
+    """The levels ``policy`` asks for, one at a time, on one simulated deployment.
+
+    With :class:`~autotune.benchmark.levels.AllLevels` the folder is the same as
+    :func:`run_virtual`'s (same noise stream, same order).
+    """
+    replay = VirtualDeployment(sim, workload)
+    folder = Path(out_dir)
+
+    def run_level(concurrency: int) -> bool:
+        write_experiment(
+            folder,
+            replay.level(concurrency),
+            workload=workload,
+            model_name="simulated",
+            metadata={"simulated": True},
+        )
+        return True
+
+    return run_levels(policy, run_level, folder)
+
+
+class VirtualDeployment:
+    """One simulated deployment: warmed up once, then one replay per level."""
+
+    def __init__(self, sim: dict[str, Any], workload: Workload) -> None:
+        # Imported here: real deployments never load the simulator.
+        from autotune.sim.noise import noise_for
+
+        self.sim = sim
+        self.workload = workload
+        self.seed = int(sim.get("seed", 0))
+        self.noise = noise_for(sim.get("noise"), sim.get("noise_key"))
+        self.prompts = _DatasetPrompts(workload, sim) if workload.dataset_file is not None else None
+        # Without noise every run's engine is fresh and exact: a warm-up changes nothing.
+        if self.noise is not None and workload.warmup_requests > 0:
+            from autotune.sim.replay import replay_closed_loop
+
+            replay_closed_loop(
+                self.engine(),
+                concurrency=max(workload.concurrency),
+                num_requests=workload.warmup_requests,
+                seed=self.seed + 1,
+                **_samplers(workload, workload.scenarios[0], self.prompts),
+            )
+
+    def engine(self) -> Any:
+        from autotune.sim.settings import build_engine
+
+        sim = self.sim
         return build_engine(
             dict(sim["flags"]),
             model=sim["model"],
             gpu=sim["gpu"],
             dtype=sim["dtype"],
-            seed=seed,
-            noise=noise,
+            seed=self.seed,
+            noise=self.noise,
             sglang_version=sim.get("sglang_version"),
         )
 
-    # Without noise every run's engine is fresh and exact: a warm-up changes nothing.
-    prompts = _DatasetPrompts(workload, sim) if workload.dataset_file is not None else None
-    if noise is not None and workload.warmup_requests > 0:
-        replay_closed_loop(
-            engine(),
-            concurrency=max(workload.concurrency),
-            num_requests=workload.warmup_requests,
-            seed=seed + 1,
-            **_samplers(workload, workload.scenarios[0], prompts),
+    def level(self, concurrency: int) -> list[RunRecords]:
+        """Every scenario of the workload at ``concurrency``."""
+        return [self.run(scenario, concurrency) for scenario in self.workload.scenarios]
+
+    def run(self, scenario: str, concurrency: int) -> RunRecords:
+        from autotune.sim.replay import replay_closed_loop
+
+        wl = self.workload
+        records = replay_closed_loop(
+            self.engine(),
+            concurrency=concurrency,
+            num_requests=wl.max_requests_per_run,
+            seed=self.seed,
+            max_time_s=wl.max_time_per_run_min * 60.0,
+            **_samplers(wl, scenario, self.prompts),
         )
-    runs = []
-    for scenario in workload.scenarios:
-        for concurrency in workload.concurrency:
-            records = replay_closed_loop(
-                engine(),
-                concurrency=concurrency,
-                num_requests=workload.max_requests_per_run,
-                seed=seed,
-                max_time_s=workload.max_time_per_run_min * 60.0,
-                **_samplers(workload, scenario, prompts),
+        requests = [
+            RequestRecord(
+                start=r.start_s,
+                first_token=r.first_token_s,
+                end=r.end_s if r.end_s is not None else r.start_s,
+                input_tokens=r.input_tokens,
+                output_tokens=r.output_tokens,
+                ok=r.ok,
             )
-            requests = [
-                RequestRecord(
-                    start=r.start_s,
-                    first_token=r.first_token_s,
-                    end=r.end_s if r.end_s is not None else r.start_s,
-                    input_tokens=r.input_tokens,
-                    output_tokens=r.output_tokens,
-                    ok=r.ok,
-                )
-                for r in records
-            ]
-            runs.append(RunRecords(scenario, concurrency, requests))
-    write_experiment(
-        out_dir, runs, workload=workload, model_name="simulated", metadata={"simulated": True}
-    )
-    return Path(out_dir)
+            for r in records
+        ]
+        return RunRecords(scenario, concurrency, requests)
 
 
 def _samplers(workload: Workload, scenario: str, prompts: _DatasetPrompts | None) -> dict:

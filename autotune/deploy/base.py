@@ -175,6 +175,11 @@ class Launcher(abc.ABC):
         )
         left_s = max(1.0, request.timeout_s - (time.monotonic() - started))
         tokenizer = endpoint.info.get("tokenizer") or request.tokenizer
+        if request.policy is not None:
+            # Level by level: a policy looks at each level before the next.
+            from autotune.benchmark.stepwise import genai_bench_levels
+
+            return genai_bench_levels(endpoint, request, str(tokenizer), left_s)
         bench = run_genai_bench(
             endpoint.base_url,
             endpoint.model_name,
@@ -227,6 +232,9 @@ class BenchmarkRequest:
     timeout_s: float
     api_key: str | None = None
     on_progress: Any = None  # Callable[[str], None]: "benchmarking c<N>" phases
+    # What runs next after each level (autotune.benchmark.levels); None: every level
+    # in one go (one genai-bench process).
+    policy: Any = None
 
 
 @dataclass
@@ -237,6 +245,9 @@ class BenchmarkRun:
     partial: bool = False
     note: str = ""
     timed_out: bool = False
+    # Levels run one at a time: which, and why the policy stopped early
+    # (autotune.benchmark.levels.LevelsOutcome).
+    levels: Any = None
 
 
 def create_launcher(deploy_cfg: Any) -> Launcher:

@@ -30,6 +30,18 @@ COLUMNS = (
     ("E2E p99 ms", "e2e_p99_ms"),
     ("errors", "error_rate"),
 )
+# objective=capacity (autotune.benchmark.capacity): shown when a trial has them.
+CAPACITY_COLUMNS = (
+    ("max concurrency under SLO", "capacity_concurrency"),
+    ("output tok/s there", "capacity_output_throughput_tok_s"),
+)
+
+
+def columns(s: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The table's columns: capacity's too when the study measured it."""
+    if any(t.get("capacity_concurrency") is not None for t in s["trials"]):
+        return COLUMNS + CAPACITY_COLUMNS
+    return COLUMNS
 
 
 def _num(v: Any, digits: str = ".1f") -> str:
@@ -59,6 +71,8 @@ def row(t: dict[str, Any], best: str | None, flag_sep: str = " ") -> dict[str, s
         "tpot_mean_ms": _num(t["tpot_mean_ms"], ".2f"),
         "e2e_p99_ms": _num(t["e2e_p99_ms"]),
         "error_rate": _num(t["error_rate"], ".1%"),
+        "capacity_concurrency": _num(t.get("capacity_concurrency"), ".0f"),
+        "capacity_output_throughput_tok_s": _num(t.get("capacity_output_throughput_tok_s")),
     }
 
 
@@ -169,7 +183,8 @@ def print_report(s: dict[str, Any], console: Console) -> None:
     title = "Trials" + (" — SIMULATED" if s["simulated"] else "")
     table = Table(title=title, title_justify="left")
     widest = max((len(f"{k}={v}") for t in s["trials"] for k, v in t["flags"].items()), default=17)
-    for head, key in COLUMNS:
+    cols = columns(s)
+    for head, key in cols:
         table.add_column(
             head,
             justify="left" if key in ("status", "flags", "slo") else "right",
@@ -180,7 +195,7 @@ def print_report(s: dict[str, Any], console: Console) -> None:
     for t in s["trials"]:
         r = row(t, best, flag_sep="\n")  # one flag per line: long flag sets stay readable
         style = "red" if t["status"] != "ok" else "bold green" if t["name"] == best else None
-        table.add_row(*(escape(r[k]) for _, k in COLUMNS), style=style)
+        table.add_row(*(escape(r[k]) for _, k in cols), style=style)
     console.print(table)
     for line in best_lines(s):
         console.print(escape(line), highlight=False)
@@ -205,17 +220,16 @@ def markdown(s: dict[str, Any], images: bool = True) -> str:
         "",
     ]
     best = s["best"]["name"] if s["best"] else None
-    out.append("| " + " | ".join(h for h, _ in COLUMNS) + " |")
+    cols = columns(s)
+    out.append("| " + " | ".join(h for h, _ in cols) + " |")
     out.append(
         "|"
-        + "|".join(
-            "---" if k in ("status", "flags", "slo", "trial") else "---:" for _, k in COLUMNS
-        )
+        + "|".join("---" if k in ("status", "flags", "slo", "trial") else "---:" for _, k in cols)
         + "|"
     )
     for t in s["trials"]:
         r = row(t, best)
-        cells = [_md_cell(r[k]) for _, k in COLUMNS]
+        cells = [_md_cell(r[k]) for _, k in cols]
         cells[3] = f"`{cells[3]}`"
         out.append("| " + " | ".join(cells) + " |")
     out.append("")

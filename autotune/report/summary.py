@@ -35,6 +35,9 @@ KEY_METRICS = {
     E2E_P99: "minimize",
 }
 
+# objective=capacity: max concurrency under SLO and the throughput there.
+CAPACITY_METRICS = ("capacity_concurrency", "capacity_output_throughput_tok_s")
+
 
 def unit(metric: str) -> str:
     """The unit of a metric, from its name.
@@ -74,6 +77,10 @@ def label(metric: str) -> str:
         "total_throughput_tok_s": "total throughput",
         "requests_per_s": "request throughput",
         "error_rate": "error rate",
+        "capacity_concurrency": "max concurrency under SLO",
+        "capacity_concurrency_per_gpu": "max concurrency under SLO per GPU",
+        "capacity_output_throughput_tok_s": "output throughput at capacity",
+        "capacity_requests_per_s": "request throughput at capacity",
     }
     if name in words:
         text = words[name]
@@ -270,6 +277,7 @@ def trial_dict(t: TrialRecord, study: StudyRecord) -> dict[str, Any]:
         "flags": dict(sorted(t.flags.items())),
         "objective": t.values,
         **{m: t.metrics.get(m) for m in (*KEY_METRICS, "error_rate")},
+        **{m: t.metrics[m] for m in CAPACITY_METRICS if m in t.metrics},
     }
 
 

@@ -27,6 +27,13 @@ from autotune.params import ParamError, canonical_name, coerce, suggest
 
 # Metrics the parser reports (un-prefixed, pooled across levels; also as c<N>.<name>).
 KNOWN_METRICS = list(METRIC_NAMES)
+# objective=capacity's metrics (autotune.benchmark.capacity), objective terms only.
+CAPACITY_METRICS = [
+    "capacity_concurrency",
+    "capacity_concurrency_per_gpu",
+    "capacity_output_throughput_tok_s",
+    "capacity_requests_per_s",
+]
 
 
 class StudyConfigError(ValueError):
@@ -173,7 +180,8 @@ def _check_objective(cfg: DictConfig, errors: list[str]) -> None:
     if not o.terms:
         errors.append("objective.terms is empty: name at least one metric to optimize.")
     for i, t in enumerate(o.terms):
-        _check_metric(f"objective.terms[{i}].metric", t.metric, errors)
+        if t.metric not in CAPACITY_METRICS:
+            _check_metric(f"objective.terms[{i}].metric", t.metric, errors)
         if t.direction not in ("maximize", "minimize"):
             errors.append(
                 f"objective.terms[{i}].direction={t.direction!r}: use maximize or minimize."
@@ -387,7 +395,56 @@ def validate_study(cfg: DictConfig) -> list[str]:
     _check_export(cfg, errors)
     _check_search(cfg, errors)
     _check_search_space(cfg, errors)
+    _check_levels(cfg, errors)
     return list(dict.fromkeys(errors))
+
+
+def _check_levels(cfg: DictConfig, errors: list[str]) -> None:
+    """Early abort, pruners and the capacity ladder (autotune.benchmark.levels)."""
+    from autotune.trial.pruning import PRUNERS
+
+    b, o = cfg.benchmark, cfg.objective
+    if not 0 <= float(b.get("abort_margin", 0.1)) < 1:
+        errors.append(
+            f"benchmark.abort_margin={b.abort_margin}: a relative margin in [0, 1), e.g. 0.1 "
+            "(a latency 10 % over its SLO at a lower level aborts)."
+        )
+    pruner = str(cfg.search.get("pruner", "none"))
+    if pruner not in PRUNERS:
+        errors.append(f"search.pruner={pruner!r}: use one of {', '.join(PRUNERS)}.")
+    sweeper = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or "")
+    if pruner != "none" and sweeper and "Optuna" not in sweeper:
+        errors.append(
+            f"search.pruner={pruner} needs an Optuna search (search=tpe, random, ...): "
+            "the grid runs every configuration whatever the pruner says."
+        )
+    capacity = [t.metric for t in o.terms if t.metric in CAPACITY_METRICS]
+    if not capacity:
+        if o.get("ladder"):
+            errors.append("objective.ladder is only read by objective=capacity: remove it.")
+        return
+    if not o.slo:
+        errors.append(
+            "objective=capacity needs SLOs to find the highest level meeting them: set "
+            "objective.slo (e.g. objective.slo.ttft_p99_ms=2000)."
+        )
+    ladder = [int(c) for c in (o.get("ladder") or b.concurrency)]
+    if len(ladder) < 2 or min(ladder) < 1 or len(set(ladder)) != len(ladder):
+        errors.append(
+            f"objective.ladder={ladder}: the capacity ladder needs >= 2 distinct levels "
+            ">= 1, e.g. [4, 8, 16, 32, 64, 128, 256]."
+        )
+    if o.concurrency is not None or o.slo_concurrency is not None:
+        errors.append(
+            "objective=capacity reads every level itself: set objective.concurrency and "
+            "objective.slo_concurrency to null."
+        )
+    if ladder and b.max_requests_per_run < 2 * max(ladder):
+        errors.append(
+            f"objective=capacity: benchmark.max_requests_per_run={b.max_requests_per_run} "
+            f"gives the {max(ladder)} users of the top ladder level fewer than 2 requests "
+            f"each; set it to {2 * max(ladder)} or more, or lower objective.ladder."
+        )
 
 
 # Config groups a user picks on the command line (model=..., deploy=...).

@@ -70,6 +70,10 @@ class TrialProgress(TrialObserver):
             self._status.stop()
         if failure:
             outcome = f"[red]failed: {escape(failure)}[/]"
+        elif result.pruned:
+            outcome = f"[yellow]pruned after c{result.levels[-1]}[/]"
+            if result.score is not None and not result.by_pruner:
+                outcome += f" [yellow](infeasible, objective {result.score.values[0]:.4g})[/]"
         elif isinstance(score, list):
             outcome = "[green]objective " + ", ".join(f"{v:.4g}" for v in score) + "[/]"
         elif score is not None:

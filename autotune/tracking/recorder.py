@@ -88,14 +88,28 @@ class TrialRecorder(TrialObserver):
             run.tag(**{"autotune.gpu_lease": f"{self._leased_at:.3f}-{time.time():.3f}"})
         if result.partial:
             run.tag(**{"autotune.partial": "true"})
+        if result.pruned:
+            # Stopped before its last level (early abort, a pruner): partial metrics kept.
+            run.tag(**{"autotune.pruned": "true", "autotune.pruned_reason": result.pruned[:500]})
+        if result.levels:
+            run.tag(**{"autotune.levels_run": ",".join(map(str, result.levels))})
         if result.ok and result.score is not None:
             self._score(result)
         elif result.failure is not None:
             self._failure(spec, result)
+        elif result.status == "pruned":
+            # An Optuna pruner stopped it: its partial metrics stay, it ranks nowhere.
+            run.tag(**{tracking.STATUS: "pruned", tracking.FAILURE: "pruned"})
         self._artifacts(spec, result)
-        run.end({"ok": "FINISHED", "interrupted": "KILLED"}.get(result.status, "FAILED"))
+        run.end(
+            {"ok": "FINISHED", "pruned": "FINISHED", "interrupted": "KILLED"}.get(
+                result.status, "FAILED"
+            )
+        )
         if spec.role == "trial":
-            update_study_curves(self.client, self.box, self.study, spec.index, result.value)
+            # A pruned trial's partial objective is no result for the best-so-far curve.
+            value = None if result.status == "pruned" else result.value
+            update_study_curves(self.client, self.box, self.study, spec.index, value)
 
     # -- parts ---------------------------------------------------------------------------
     @property

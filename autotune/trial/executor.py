@@ -14,6 +14,7 @@ and the observers hear how the trial ended.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 import traceback
@@ -23,6 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from autotune.benchmark.levels import ladder_levels, level_policy
 from autotune.benchmark.parse import parse_experiment
 from autotune.deploy import (
     Endpoint,
@@ -36,6 +38,7 @@ from autotune.deploy.base import BenchmarkRequest
 from autotune.deploy.failures import failure_in, last_lines, read_log
 from autotune.deploy.readiness import wait_ready
 from autotune.objective import Objective
+from autotune.params import gpu_count
 from autotune.secrets import scrub, scrub_tree, secret_values
 from autotune.trial.spec import TrialObserver, TrialResult, TrialSpec
 
@@ -138,15 +141,18 @@ def _deploy_and_measure(
         info = launcher.server_info(endpoint, cfg.runtime.get("server_info_path"))
         if info is not None:
             events.server_info(info)
-        result.metrics = _benchmark(spec, launcher, endpoint, events, result)
-        scored = objective.score(result.metrics)
+        result.metrics = _benchmark(spec, launcher, endpoint, events, result, objective)
+        # A trial stopped early is scored from what it measured (its last level
+        # stands in for an SLO level it did not reach).
+        stand_in = max(result.levels) if result.pruned and result.levels else None
+        scored = objective.score(result.metrics, stand_in)
         if scored is None:
             raise TrialFailure(
                 Failure.BENCHMARK_FAILED,
                 f"the benchmark produced no {', '.join(objective.metrics)} (error_rate "
                 f"{result.metrics.get('error_rate', float('nan')):.2f})",
             )
-        result.score, result.status = scored, "ok"
+        result.score, result.status = scored, "pruned" if result.by_pruner else "ok"
         events.phase("done")
     finally:
         launcher.stop(endpoint)
@@ -158,17 +164,23 @@ def _benchmark(
     endpoint: Endpoint,
     events: TrialObserver,
     result: TrialResult,
+    objective: Objective,
 ) -> dict[str, float]:
     cfg = spec.cfg
+    policy = level_policy(cfg, objective, spec.report, gpu_count(spec.params, cfg.runtime.gpu_flag))
+    workload = spec.workload()
+    if ladder := ladder_levels(policy):
+        workload = dataclasses.replace(workload, concurrency=ladder)
     run = launcher.benchmark(
         endpoint,
         BenchmarkRequest(
-            workload=spec.workload(),
+            workload=workload,
             out_dir=spec.workdir / "genai-bench",
             tokenizer=cfg.model.tokenizer or cfg.model.path,
             timeout_s=float(cfg.benchmark.timeout_s),
             api_key=cfg.benchmark.api_key,
             on_progress=events.phase,
+            policy=policy,
         ),
     )
     code = launcher.poll(endpoint)
@@ -184,6 +196,12 @@ def _benchmark(
         kind = Failure.BENCHMARK_TIMEOUT if run.timed_out else Failure.BENCHMARK_FAILED
         raise TrialFailure(kind, f"the benchmark produced no results ({run.note})")
     metrics = parsed.metrics()
+    if run.levels is not None:
+        metrics.update(run.levels.extra)
+        result.levels = list(run.levels.levels)
+        if run.levels.pruned:
+            result.pruned, result.by_pruner = run.levels.stopped, run.levels.by_pruner
+            events.phase("pruned")
     if run.partial or parsed.partial:
         result.partial = True
         log.warning("partial benchmark results (%s)", run.note)

@@ -6,6 +6,7 @@ result = run_trial(spec, [observer, ...])      # autotune.trial.executor
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,9 @@ class TrialSpec:
     baseline: bool = False
     # More tags for the trial's run (e.g. which trial a confirmation run repeats).
     tags: dict[str, str] = field(default_factory=dict)
+    # Hears each level's metrics (level index, metrics, last level?) and answers True
+    # to prune the trial: an Optuna pruner (autotune.trial.pruning); None = no pruner.
+    report: Callable[[int, Mapping[str, float], bool], bool] | None = None
 
     def launch_spec(self) -> LaunchSpec:
         return LaunchSpec.for_trial(
@@ -80,7 +84,7 @@ class TrialResult:
     """How a trial ended: its score for the sweeper, its metrics, or why it failed."""
 
     name: str
-    status: str  # ok | failed | interrupted
+    status: str  # ok | pruned | failed | interrupted
     failure: Failure | None = None
     message: str = ""
     score: Score | None = None
@@ -89,6 +93,14 @@ class TrialResult:
     elapsed_s: float = 0.0
     # Some of the benchmark's runs are missing (timed out, engine died, genai-bench exit).
     partial: bool = False
+    # Why the benchmark stopped before its last level (early abort, a pruner); None:
+    # it was not stopped. A pruned trial keeps its partial metrics and its score.
+    pruned: str | None = None
+    # Levels run, in order, when they ran one at a time (autotune.benchmark.levels).
+    levels: list[int] = field(default_factory=list)
+    # Stopped by an Optuna pruner (status "pruned"): its score goes to the sweeper
+    # (told PRUNED), but it is no result to rank.
+    by_pruner: bool = False
     endpoint: Endpoint | None = None
 
     @property

@@ -25,6 +25,9 @@ class TrialContext:
     study: StudyInfo
     # Where the sweep keeps its files (study.json, outbox/).
     sweep_dir: Path
+    # Hydra's job number in the sweep (None outside a multirun): finds the job's
+    # Optuna trial for a pruner (autotune.trial.pruning).
+    job: int | None = None
 
     @classmethod
     def from_hydra(cls) -> TrialContext:
@@ -38,13 +41,18 @@ class TrialContext:
             workdir=Path(hc.runtime.output_dir).resolve(),
             study=study,
             sweep_dir=sweep_dir,
+            job=int(hc.job.num) if multirun and hc.job.get("num") is not None else None,
         )
 
 
 def trial_spec(cfg: DictConfig, ctx: TrialContext) -> TrialSpec:
     """The job's trial: ``trial-<index>``, ``-baseline`` for the engine's defaults."""
+    from autotune.objective import Objective
+    from autotune.trial.pruning import reporter_for_job
+
     baseline = bool(cfg.study.baseline_trial)
     return TrialSpec(
+        report=reporter_for_job(ctx.job, Objective.from_config(cfg.objective)),
         cfg=cfg,
         params=normalize(dict(cfg.params), cfg.runtime.flags, cfg.runtime.aliases),
         name=f"trial-{ctx.index:03d}" + ("-baseline" if baseline else ""),

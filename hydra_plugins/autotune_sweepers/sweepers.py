@@ -246,6 +246,7 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
         # Number the jobs (trial-<N>, sweep subdir) after the Optuna trials: unique in
         # the study even when several workers share it (job 0 is the baseline).
         self.job_idx = trials[0].number + 1
+        _register_for_pruning(self.job_idx, trials, self.config)
         return overrides
 
     def _configure_owned(self, trials: list[Any], *args: Any, **kwargs: Any) -> Any:
@@ -273,6 +274,15 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
                     "trial %d was left RUNNING by an earlier sweep: marking it FAIL", t.number
                 )
                 reclaim(study, t)
+
+
+def _register_for_pruning(first_job: int, trials: list[Any], config: Any) -> None:
+    """Each job finds its Optuna trial to report levels to (search.pruner)."""
+    from autotune.trial import pruning
+
+    pruner = str(OmegaConf.select(config, "search.pruner", default="none"))
+    for i, trial in enumerate(trials):
+        pruning.register(first_job + i, trial, pruner)
 
 
 class AutotuneOptunaSweeper(OptunaSweeper):
