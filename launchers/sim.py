@@ -192,7 +192,15 @@ class SimLauncher(LocalLauncher):
 
         if request.on_progress:
             request.on_progress("benchmarking (virtual clock)")
-        return BenchmarkRun(run_virtual(endpoint.info["sim"], request.workload, request.out_dir))
+        series: dict[str, list[tuple[float, float]]] = {}
+        folder = run_virtual(
+            endpoint.info["sim"],
+            request.workload,
+            request.out_dir,
+            metrics_interval_s=request.metrics_interval_s,
+            series=series,
+        )
+        return BenchmarkRun(folder, engine_series=series or None)
 
     def server_info(self, endpoint: Endpoint, path: str | None) -> dict[str, Any] | None:
         return None if endpoint.virtual else super().server_info(endpoint, path)

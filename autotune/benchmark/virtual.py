@@ -14,13 +14,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from autotune.benchmark.engine_metrics import as_points
 from autotune.benchmark.genai_bench import Workload
 from autotune.benchmark.scenarios import sample_lengths
 from autotune.benchmark.writer import RequestRecord, RunRecords, write_experiment
 
 
-def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
+def run_virtual(
+    sim: dict[str, Any],
+    workload: Workload,
+    out_dir: Path,
+    *,
+    metrics_interval_s: float = 0.0,
+    series: dict[str, list[tuple[float, float]]] | None = None,
+) -> Path:
     """Replay ``workload`` on a fresh simulated engine per run; return the folder.
+
+    With ``metrics_interval_s`` > 0 the engine's true state (its ``sglang:*`` gauges)
+    is sampled that often in simulated time, runs one after the other as on a real
+    server, into ``series`` (``engine.<name>`` -> [(seconds, value)]).
 
     One deployment: every run's engine shares the trial's run-to-run noise
     (``sim["noise"]``, autotune/sim/noise.py), so only the first requests after the
@@ -46,25 +58,28 @@ def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
             sglang_version=sim.get("sglang_version"),
         )
 
+    sampler = _Sampler(metrics_interval_s)
     # Without noise every run's engine is fresh and exact: a warm-up changes nothing.
     if noise is not None and workload.warmup_requests > 0:
         replay_closed_loop(
-            engine(),
+            sampler.watch(engine()),
             concurrency=max(workload.concurrency),
             num_requests=workload.warmup_requests,
             sample_lengths=sample_lengths(workload.scenarios[0]),
             seed=seed + 1,
+            on_step=sampler,
         )
     runs = []
     for scenario in workload.scenarios:
         for concurrency in workload.concurrency:
             records = replay_closed_loop(
-                engine(),
+                sampler.watch(engine()),
                 concurrency=concurrency,
                 num_requests=workload.max_requests_per_run,
                 sample_lengths=sample_lengths(scenario),
                 seed=seed,
                 max_time_s=workload.max_time_per_run_min * 60.0,
+                on_step=sampler,
             )
             requests = [
                 RequestRecord(
@@ -78,7 +93,52 @@ def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
                 for r in records
             ]
             runs.append(RunRecords(scenario, concurrency, requests))
+    if series is not None:
+        series.update(as_points(sampler.samples))
     write_experiment(
         out_dir, runs, workload=workload, model_name="simulated", metadata={"simulated": True}
     )
     return Path(out_dir)
+
+
+class _Sampler:
+    """The engine's gauges every ``interval_s`` of simulated time, runs back to back.
+
+    Called before every engine step with the run's clock: each sample time reached
+    since the last call gets the engine's state at that moment.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = float(interval_s)
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.engine: Any = None
+        self.offset = 0.0  # where the current run starts on the benchmark's clock
+        self.next_t = 0.0
+        self.now = 0.0
+
+    def watch(self, engine: Any) -> Any:
+        """The next run's engine; its clock starts where the last run's ended."""
+        self.offset += self.now
+        self.now = 0.0
+        self.engine = engine
+        return engine
+
+    def __call__(self, now: float) -> None:
+        self.now = now
+        if self.interval_s <= 0:
+            return
+        if self.offset + now < self.next_t:
+            return
+        s = self.engine.stats()
+        state = {
+            "num_running_reqs": s.num_running_reqs,
+            "num_queue_reqs": s.num_queue_reqs,
+            "token_usage": s.token_usage,
+            "num_used_tokens": s.num_used_tokens,
+            "gen_throughput": s.gen_throughput,
+            "cache_hit_rate": s.cache_hit_rate,
+            "num_retracted_reqs": s.num_retracted_reqs_total,
+        }
+        while self.next_t <= self.offset + now:
+            self.samples.append((round(self.next_t, 3), state))
+            self.next_t += self.interval_s

@@ -23,6 +23,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from autotune.benchmark.derived import derived_metrics, serving_context
+from autotune.benchmark.engine_metrics import during_benchmark
 from autotune.benchmark.parse import parse_experiment
 from autotune.deploy import (
     Endpoint,
@@ -69,6 +71,9 @@ class _Observers(TrialObserver):
 
     def metrics(self, *args: Any) -> None:
         self._each("metrics", *args)
+
+    def series(self, *args: Any) -> None:
+        self._each("series", *args)
 
     def finished(self, *args: Any) -> None:
         self._each("finished", *args)
@@ -160,17 +165,20 @@ def _benchmark(
     result: TrialResult,
 ) -> dict[str, float]:
     cfg = spec.cfg
-    run = launcher.benchmark(
-        endpoint,
-        BenchmarkRequest(
-            workload=spec.workload(),
-            out_dir=spec.workdir / "genai-bench",
-            tokenizer=cfg.model.tokenizer or cfg.model.path,
-            timeout_s=float(cfg.benchmark.timeout_s),
-            api_key=cfg.benchmark.api_key,
-            on_progress=events.phase,
-        ),
-    )
+    with during_benchmark(endpoint, cfg, events) as scrape:
+        run = launcher.benchmark(
+            endpoint,
+            BenchmarkRequest(
+                workload=spec.workload(),
+                out_dir=spec.workdir / "genai-bench",
+                tokenizer=cfg.model.tokenizer or cfg.model.path,
+                timeout_s=float(cfg.benchmark.timeout_s),
+                api_key=cfg.benchmark.api_key,
+                on_progress=events.phase,
+                metrics_interval_s=scrape.interval_s,
+            ),
+        )
+        scrape.extend(run.engine_series)
     code = launcher.poll(endpoint)
     if code is not None:
         text = read_log(endpoint.log_path)
@@ -184,6 +192,7 @@ def _benchmark(
         kind = Failure.BENCHMARK_TIMEOUT if run.timed_out else Failure.BENCHMARK_FAILED
         raise TrialFailure(kind, f"the benchmark produced no results ({run.note})")
     metrics = parsed.metrics()
+    metrics.update(derived_metrics(parsed, *serving_context(cfg, spec.params)))
     if run.partial or parsed.partial:
         result.partial = True
         log.warning("partial benchmark results (%s)", run.note)
