@@ -126,19 +126,21 @@ class EngineMetrics:
         url: str | None,
         interval_s: float,
         get: Callable[[str], str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self.interval_s = float(interval_s)
         self.series: Series = {}
         self.failures = 0
         self._get = get or _http_get
+        self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rates = _CounterRates()
         self._t0 = 0.0
 
     def __enter__(self) -> EngineMetrics:
-        self._t0 = time.monotonic()
+        self._t0 = self._clock()
         if self.url and self.interval_s > 0:
             self._thread = threading.Thread(target=self._loop, name="engine-metrics", daemon=True)
             self._thread.start()
@@ -157,7 +159,7 @@ class EngineMetrics:
 
     def scrape_once(self) -> None:
         """One GET and parse; failures are counted, never raised."""
-        t = time.monotonic() - self._t0
+        t = self._clock() - self._t0
         try:
             raw = parse_engine_metrics(self._get(str(self.url)))
         except Exception as e:  # a scrape must never fail the trial

@@ -32,6 +32,20 @@ COLUMNS = (
 )
 
 
+# Shown when the summary lists them in "serving_metrics" (before the error rate).
+SERVING_COLUMNS = {
+    "output_throughput_tok_s_per_gpu": ("tok/s per GPU", ".1f"),
+    "goodput_req_s": ("goodput req/s", ".2f"),
+    "cost_usd_per_mtok": ("USD / 1M tok", ".3f"),
+}
+
+
+def columns(s: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The table's (heading, key) pairs for this study."""
+    extra = tuple((SERVING_COLUMNS[m][0], m) for m in s.get("serving_metrics", []))
+    return (*COLUMNS[:-1], *extra, COLUMNS[-1])
+
+
 def _num(v: Any, digits: str = ".1f") -> str:
     return "" if v is None else format(v, digits)
 
@@ -59,6 +73,7 @@ def row(t: dict[str, Any], best: str | None, flag_sep: str = " ") -> dict[str, s
         "tpot_mean_ms": _num(t["tpot_mean_ms"], ".2f"),
         "e2e_p99_ms": _num(t["e2e_p99_ms"]),
         "error_rate": _num(t["error_rate"], ".1%"),
+        **{m: _num(t.get(m), digits) for m, (_, digits) in SERVING_COLUMNS.items()},
     }
 
 
@@ -169,7 +184,8 @@ def print_report(s: dict[str, Any], console: Console) -> None:
     title = "Trials" + (" — SIMULATED" if s["simulated"] else "")
     table = Table(title=title, title_justify="left")
     widest = max((len(f"{k}={v}") for t in s["trials"] for k, v in t["flags"].items()), default=17)
-    for head, key in COLUMNS:
+    cols = columns(s)
+    for head, key in cols:
         table.add_column(
             head,
             justify="left" if key in ("status", "flags", "slo") else "right",
@@ -180,7 +196,7 @@ def print_report(s: dict[str, Any], console: Console) -> None:
     for t in s["trials"]:
         r = row(t, best, flag_sep="\n")  # one flag per line: long flag sets stay readable
         style = "red" if t["status"] != "ok" else "bold green" if t["name"] == best else None
-        table.add_row(*(escape(r[k]) for _, k in COLUMNS), style=style)
+        table.add_row(*(escape(r[k]) for _, k in cols), style=style)
     console.print(table)
     for line in best_lines(s):
         console.print(escape(line), highlight=False)
@@ -205,17 +221,16 @@ def markdown(s: dict[str, Any], images: bool = True) -> str:
         "",
     ]
     best = s["best"]["name"] if s["best"] else None
-    out.append("| " + " | ".join(h for h, _ in COLUMNS) + " |")
+    cols = columns(s)
+    out.append("| " + " | ".join(h for h, _ in cols) + " |")
     out.append(
         "|"
-        + "|".join(
-            "---" if k in ("status", "flags", "slo", "trial") else "---:" for _, k in COLUMNS
-        )
+        + "|".join("---" if k in ("status", "flags", "slo", "trial") else "---:" for _, k in cols)
         + "|"
     )
     for t in s["trials"]:
         r = row(t, best)
-        cells = [_md_cell(r[k]) for _, k in COLUMNS]
+        cells = [_md_cell(r[k]) for _, k in cols]
         cells[3] = f"`{cells[3]}`"
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
