@@ -104,8 +104,10 @@ def run_virtual(
 class _Sampler:
     """The engine's gauges every ``interval_s`` of simulated time, runs back to back.
 
-    Called before every engine step with the run's clock: each sample time reached
-    since the last call gets the engine's state at that moment.
+    Called before every engine step with the run's clock (and once at its end). A
+    sample time that falls inside a step gets the state the engine was in when the
+    step began (the batch that step runs; fused decode steps never cross a finish),
+    not the state at the step's end, where every request that finished has left.
     """
 
     def __init__(self, interval_s: float) -> None:
@@ -115,22 +117,33 @@ class _Sampler:
         self.offset = 0.0  # where the current run starts on the benchmark's clock
         self.next_t = 0.0
         self.now = 0.0
+        self.state: dict[str, float] | None = None  # at the start of the last step
 
     def watch(self, engine: Any) -> Any:
         """The next run's engine; its clock starts where the last run's ended."""
         self.offset += self.now
         self.now = 0.0
         self.engine = engine
+        self.state = None
         return engine
 
     def __call__(self, now: float) -> None:
         self.now = now
         if self.interval_s <= 0:
             return
-        if self.offset + now < self.next_t:
-            return
+        t = self.offset + now
+        if self.state is not None:
+            while self.next_t < t:  # sample times inside the step that just ended
+                self.samples.append((round(self.next_t, 3), self.state))
+                self.next_t += self.interval_s
+        self.state = self._read()
+        if self.next_t <= t:  # a sample time exactly now (the benchmark's start)
+            self.samples.append((round(self.next_t, 3), self.state))
+            self.next_t += self.interval_s
+
+    def _read(self) -> dict[str, float]:
         s = self.engine.stats()
-        state = {
+        return {
             "num_running_reqs": s.num_running_reqs,
             "num_queue_reqs": s.num_queue_reqs,
             "token_usage": s.token_usage,
@@ -139,6 +152,3 @@ class _Sampler:
             "cache_hit_rate": s.cache_hit_rate,
             "num_retracted_reqs": s.num_retracted_reqs_total,
         }
-        while self.next_t <= self.offset + now:
-            self.samples.append((round(self.next_t, 3), state))
-            self.next_t += self.interval_s

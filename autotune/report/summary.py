@@ -49,7 +49,7 @@ def unit(metric: str) -> str:
     if metric.endswith("_ms"):
         return "ms"
     if metric.endswith("_tok_s_per_gpu"):
-        return "tok/s per GPU"
+        return "tok/s"
     if metric.endswith("_usd_per_mtok"):
         return "USD per 1M output tokens"
     if metric.endswith("goodput_req_s"):
@@ -84,7 +84,7 @@ def label(metric: str) -> str:
         "total_throughput_tok_s": "total throughput",
         "requests_per_s": "request throughput",
         "error_rate": "error rate",
-        PER_GPU: "output throughput",
+        PER_GPU: "output throughput per GPU",
         GOODPUT: "goodput",
         COST: "cost",
         "goodput_fraction": "goodput fraction",

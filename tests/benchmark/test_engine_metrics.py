@@ -135,10 +135,13 @@ def test_virtual_clock_series_are_the_simulators_true_state(compose_cfg, tmp_pat
     assert times[:3] == [0.0, 2.0, 4.0] and len(times) >= 3  # every 2 simulated seconds
     running = [v for _, v in s["engine.num_running_reqs"]]
     queued = [v for _, v in s["engine.num_queue_reqs"]]
-    # At 0 s all eight requests wait for the first step; then four run and four queue.
+    # At 0 s all eight requests wait for the first step; then four run and four queue
+    # (closed loop: a finished request's user sends the next one at once).
     assert (running[0], queued[0]) == (0, 8)
-    assert max(running) == 4 and max(queued[1:]) == 4
-    assert all(r + q <= 8 for r, q in zip(running, queued, strict=True))
+    assert set(running[1:]) == {4} and set(queued[1:]) == {4}
+    # Four running requests hold their 512 prompt tokens and up to 128 generated each.
+    used = [v for _, v in s["engine.num_used_tokens"]][1:]
+    assert all(4 * 512 <= u <= 4 * (512 + 128) for u in used), used
     assert 0 < max(v for _, v in s["engine.token_usage"]) <= 1
     assert max(v for _, v in s["engine.gen_throughput"]) > 0
     assert seen.metrics_seen["engine.peak_queue"] == 8
