@@ -318,8 +318,10 @@ class SimEngine:
         return self._run_owned + len(self.running) * self.counter
 
     def _used_tokens(self) -> int:
+        """SGLang's ``num_used``: the pool minus free and evictable tokens, so a cached
+        prefix counts only while a request holds it (``_get_token_info``)."""
         chunked = self.chunked.owned if self.chunked is not None else 0
-        return self._running_owned() + chunked + self._cache_total
+        return self._running_owned() + chunked + self._cache_locked
 
     def _avail_and_evictable(self) -> int:
         chunked = self.chunked.owned if self.chunked is not None else 0

@@ -172,3 +172,26 @@ def test_real_time_simulator_is_scraped_over_http(compose_cfg, tmp_path):
     assert max(v for _, v in s["engine.num_running_reqs"]) == 2
     assert max(v for _, v in s["engine.num_queue_reqs"]) > 0
     assert seen.metrics_seen["engine.peak_queue"] > 0
+
+
+def test_token_usage_leaves_out_an_evictable_prefix_as_sglang_does():
+    from autotune.sim.settings import build_engine
+    from autotune.sim.types import SimRequest
+
+    eng = build_engine({}, model="llama-3.1-8b", gpu="h200_sxm", dtype="bf16")
+
+    def run_to_end(now: float = 0.0) -> float:
+        while eng.has_work():
+            now += eng.step(now).duration_s
+        return now
+
+    eng.add(SimRequest(rid="a", input_len=600, output_len=4, prefix_len=512, prefix_key="p"))
+    now = run_to_end()
+    # Finished: the shared prefix stays cached but is evictable, so it is not "used".
+    assert eng.stats().num_used_tokens == 0 and eng.stats().token_usage == 0
+    eng.add(SimRequest(rid="b", input_len=600, output_len=4, prefix_len=512, prefix_key="p"))
+    eng.step(now)
+    st = eng.stats()
+    # Running again: its own tokens plus the prefix it locked (600 prompt tokens at least).
+    assert st.num_running_reqs == 1 and st.num_used_tokens >= 600
+    run_to_end(now)
