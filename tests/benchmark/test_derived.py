@@ -117,3 +117,44 @@ def test_request_bounds_come_from_the_latency_slos_unless_given():
     assert RequestBounds.from_objective(objective) == RequestBounds(ttft_ms=500, tpot_ms=40)
     objective.request_slo.e2e_ms = 9000
     assert RequestBounds.from_objective(objective) == RequestBounds(e2e_ms=9000)
+
+
+def test_study_validation_names_the_missing_price_and_bad_bounds(compose_cfg):
+    from autotune.study.validation import validate_study
+
+    def price_errors(*overrides: str) -> list[str]:
+        return [e for e in validate_study(compose_cfg(*overrides)) if "price" in e]
+
+    assert price_errors("objective=cost") == []  # deploy=sim: h200_sxm is in the table
+    (error,) = price_errors("objective=cost", "deploy=local")  # no GPU type, no price
+    assert "deploy.gpu_hour_usd=" in error and "deploy.gpu_type=" in error
+    assert price_errors("objective=cost", "deploy=local", "deploy.gpu_type=h100_sxm") == []
+    assert price_errors("objective=cost", "deploy.gpu_hour_usd=0") == [
+        "deploy.gpu_hour_usd=0.0: a GPU price must be > 0 (USD per GPU-hour)."
+    ]
+    errors = validate_study(compose_cfg("objective=goodput", "objective.request_slo.ttft_ms=0"))
+    assert errors == ["objective.request_slo.ttft_ms=0.0: a bound must be > 0 ms."]
+
+
+def test_gpus_follow_each_runtimes_parallelism_flags(compose_cfg):
+    vllm = compose_cfg("runtime=vllm")
+    params = {"tensor-parallel-size": 2, "data-parallel-size": 2, "pipeline-parallel-size": 2}
+    assert Deployment.from_config(vllm, params).gpus == 8
+    sglang = compose_cfg()
+    assert Deployment.from_config(sglang, {"tp-size": 4, "dp-size": 2}).gpus == 8
+    # SGLang's attention data parallelism runs the dp ranks on the tp GPUs.
+    assert (
+        Deployment.from_config(
+            sglang, {"tp-size": 4, "dp-size": 4, "enable-dp-attention": True}
+        ).gpus
+        == 4
+    )
+    assert Deployment.from_config(compose_cfg("runtime=vllm_cpu"), {}).gpus == 1
+
+
+def test_a_goodput_slo_is_a_lower_bound():
+    from autotune.objective import Objective
+
+    obj = Objective(["output_throughput_tok_s"], ["maximize"], slo={"goodput_req_s": 4.0})
+    assert obj.slack({"goodput_req_s": 5.0}) == {"goodput_req_s": 0.25}
+    assert not obj.score({"output_throughput_tok_s": 1.0, "goodput_req_s": 3.0}).feasible
