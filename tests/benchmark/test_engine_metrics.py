@@ -1,11 +1,9 @@
 """Engine metrics during the benchmark: parsing SGLang's and vLLM's /metrics, scraping,
-and the series a trial records on the simulator (virtual clock and real HTTP)."""
+and the series a trial records on the simulator's virtual clock."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from autotune.benchmark.engine_metrics import (
     EngineMetrics,
@@ -156,22 +154,7 @@ def test_virtual_clock_series_are_the_simulators_true_state(compose_cfg, tmp_pat
     assert run(off, tmp_path / "off", {}).got == {}
 
 
-@pytest.mark.slow
-def test_real_time_simulator_is_scraped_over_http(compose_cfg, tmp_path):
-    cfg = compose_cfg(
-        "benchmark.concurrency=[8]",
-        "benchmark.max_requests_per_run=12",
-        'benchmark.scenarios=["D(128,256)"]',
-        "benchmark.metrics_interval_s=0.5",
-        "benchmark.warmup_requests=0",
-    )
-    seen = run(cfg, tmp_path, {"max-running-requests": 2})
-    s = seen.got
-    assert len(s["engine.num_running_reqs"]) >= 3, s
-    # The server's gauges are its scheduler's state: never more than 2 running.
-    assert max(v for _, v in s["engine.num_running_reqs"]) == 2
-    assert max(v for _, v in s["engine.num_queue_reqs"]) > 0
-    assert seen.metrics_seen["engine.peak_queue"] > 0
+# Scraping the real-time simulator over HTTP into MLflow: tests/spine/test_e2e.py.
 
 
 def test_token_usage_leaves_out_an_evictable_prefix_as_sglang_does():
