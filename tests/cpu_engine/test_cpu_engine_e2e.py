@@ -95,6 +95,10 @@ def assert_engine_series(client: mlflow.MlflowClient, trial, seqs: int) -> None:
         assert len(history) >= 2, (name, history)
     running = client.get_metric_history(trial["run_id"], "engine.num_running_reqs")
     assert 0 <= max(m.value for m in running) <= seqs
+    # Its requests take well under the 2 s interval, so running/queued are mostly seen
+    # at 0; vllm:generation_tokens_total between two scrapes shows the work (a rate).
+    generated = client.get_metric_history(trial["run_id"], "engine.gen_throughput")
+    assert max(m.value for m in generated) > 0, generated
     assert trial["metrics.engine.samples"] >= 2
     assert 0 <= trial["metrics.engine.peak_kv_usage"] <= 1
 
