@@ -61,6 +61,9 @@ class RuntimeConfig:
     aliases: dict[str, str] = field(default_factory=dict)
     # The flag whose value is the number of GPUs a trial takes.
     gpu_flag: str | None = "tp-size"
+    # The flags whose product is the GPUs a deployment occupies (tp × dp × pp), for
+    # per-GPU throughput and cost; empty = gpu_flag alone.
+    parallel_flags: list[str] = field(default_factory=list)
     health_path: str = "/health"
     ready_log_pattern: str | None = None
     metrics_path: str | None = "/metrics"
@@ -138,12 +141,26 @@ class BenchmarkConfig:
     # How far (relative) a level below the SLO's level must miss a latency bound to
     # abort: latency rises with concurrency, noise must not abort a feasible trial.
     abort_margin: float = 0.1
+    # Seconds between scrapes of the engine's metrics endpoint (runtime.metrics_path)
+    # while the benchmark runs (virtual clock: simulated seconds); 0 = no scraping.
+    metrics_interval_s: float = 2.0
 
 
 @dataclass
 class ObjectiveTerm:
     metric: str = "output_throughput_tok_s"
     direction: str = "maximize"  # maximize | minimize
+
+
+@dataclass
+class RequestSLOConfig:
+    """Per-request latency bounds (ms) for goodput; null = unbounded. All null: the
+    latency bounds of ``objective.slo`` (ttft_*_ms, tpot_*_ms, e2e_*_ms) apply to
+    each request (autotune/benchmark/derived.py)."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
 
 
 @dataclass
@@ -164,6 +181,8 @@ class ObjectiveConfig:
     # objective=capacity: the levels the capacity ladder may probe (bisection, one
     # genai-bench run each); empty = benchmark.concurrency. docs/capacity.md.
     ladder: list[int] = field(default_factory=list)
+    # What a request must meet to count towards goodput_req_s.
+    request_slo: RequestSLOConfig = field(default_factory=RequestSLOConfig)
 
 
 @dataclass
@@ -219,6 +238,20 @@ class SearchConfig:
 
 
 @dataclass
+class PricingConfig:
+    """GPU prices for cost_usd_per_mtok (conf/config.yaml has the dated list prices).
+
+    ``deploy.gpu_hour_usd`` wins; else the price of ``deploy.gpu_type`` (the
+    simulator: ``deploy.gpu``) in this table.
+    """
+
+    # GPU type -> USD per GPU-hour (on demand).
+    gpu_hour_usd: dict[str, float] = field(default_factory=dict)
+    # Where the table's numbers come from and when they were read.
+    source: str = ""
+
+
+@dataclass
 class ExportConfig:
     # Multi-objective studies: which Pareto-optimal trial goes to best/ ("max:<metric>"
     # or "min:<metric>"); null = the best on the first objective.
@@ -236,6 +269,7 @@ class AutotuneConfig:
     study: StudyConfig = field(default_factory=StudyConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    pricing: PricingConfig = field(default_factory=PricingConfig)
     # The trial's engine flags under native names (aliases allowed), e.g. {mem: 0.8}.
     params: dict[str, Any] = field(default_factory=dict)
     # Render what would be launched, contact nothing, exit 0.

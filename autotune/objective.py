@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Metric names for which an SLO is a lower bound; every other SLO is an upper bound.
-_HIGHER_IS_BETTER = re.compile(r"(throughput|requests_per_s|num_completed)")
+_HIGHER_IS_BETTER = re.compile(r"(throughput|requests_per_s|num_completed|goodput)")
 _LEVEL_KEY = re.compile(r"^(?:(?P<scenario>.+)\.)?c(?P<level>\d+)\.(?P<name>[^.]+)$")
 ACROSS_LEVELS = ("pooled", "mean", "min", "max")
 

@@ -149,3 +149,27 @@ def gpu_count(params: Mapping[str, Any], gpu_flag: str | None) -> int:
     if not gpu_flag:
         return 1
     return int(params.get(gpu_flag, 1) or 1)
+
+
+# SGLang's attention data parallelism runs its dp ranks on the tp GPUs.
+_DP_INSIDE_TP = "enable-dp-attention"
+
+
+def gpus_used(params: Mapping[str, Any], parallel_flags: Iterable[str]) -> int:
+    """GPUs one deployment occupies: the product of its parallelism flags (tp × dp × pp).
+
+    ``parallel_flags`` are the runtime's names (``runtime.parallel_flags``: SGLang
+    ``tp-size, dp-size, pp-size``; vLLM ``tensor-parallel-size`` …); an unset flag
+    counts 1. With ``enable-dp-attention`` SGLang's dp ranks share the tp GPUs.
+
+    >>> gpus_used({"tp-size": 2, "dp-size": 2}, ["tp-size", "dp-size", "pp-size"])
+    4
+    >>> gpus_used({"tp-size": 4, "dp-size": 4, "enable-dp-attention": True}, ["tp-size", "dp-size"])
+    4
+    """
+    total = 1
+    for flag in parallel_flags:
+        if flag == "dp-size" and params.get(_DP_INSIDE_TP):
+            continue
+        total *= int(params.get(flag, 1) or 1)
+    return total

@@ -195,10 +195,13 @@ class SimLauncher(LocalLauncher):
         if request.on_progress:
             request.on_progress("benchmarking (virtual clock)")
         sim, workload, folder = endpoint.info["sim"], request.workload, request.out_dir
+        series: dict[str, list[tuple[float, float]]] = {}
+        sampling = {"metrics_interval_s": request.metrics_interval_s, "series": series}
         if request.policy is not None:
-            levels = run_virtual_levels(sim, workload, folder, request.policy)
-            return BenchmarkRun(folder, levels=levels)
-        return BenchmarkRun(run_virtual(sim, workload, folder))
+            levels = run_virtual_levels(sim, workload, folder, request.policy, **sampling)
+            return BenchmarkRun(folder, levels=levels, engine_series=series or None)
+        run_virtual(sim, workload, folder, **sampling)
+        return BenchmarkRun(folder, engine_series=series or None)
 
     def server_info(self, endpoint: Endpoint, path: str | None) -> dict[str, Any] | None:
         return None if endpoint.virtual else super().server_info(endpoint, path)

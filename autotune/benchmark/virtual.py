@@ -17,38 +17,57 @@ from pathlib import Path
 from typing import Any
 
 from autotune.benchmark.dataset import DATASET_SCENARIO
+from autotune.benchmark.engine_metrics import as_points
 from autotune.benchmark.genai_bench import Workload
 from autotune.benchmark.levels import LevelPolicy, LevelsOutcome, run_levels
 from autotune.benchmark.scenarios import parse_scenario, sample_lengths
 from autotune.benchmark.writer import RequestRecord, RunRecords, write_experiment
 
 
-def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
+def run_virtual(
+    sim: dict[str, Any],
+    workload: Workload,
+    out_dir: Path,
+    *,
+    metrics_interval_s: float = 0.0,
+    series: dict[str, list[tuple[float, float]]] | None = None,
+) -> Path:
     """Replay ``workload`` on a fresh simulated engine per run; return the folder.
+
+    With ``metrics_interval_s`` > 0 the engine's true state (its ``sglang:*`` gauges)
+    is sampled that often in simulated time, runs one after the other as on a real
+    server, into ``series`` (``engine.<name>`` -> [(seconds, value)]).
 
     One deployment: every run's engine shares the trial's run-to-run noise
     (``sim["noise"]``, autotune/sim/noise.py), so only the first requests after the
     deployment are cold, as on the real-time server. ``workload.warmup_requests``
     run first on the highest concurrency level and are not measured.
     """
-    replay = VirtualDeployment(sim, workload)
+    replay = VirtualDeployment(sim, workload, metrics_interval_s)
     # genai-bench's order: scenario by scenario, each over every level.
     runs = [replay.run(s, c) for s in workload.scenarios for c in workload.concurrency]
     write_experiment(
         out_dir, runs, workload=workload, model_name="simulated", metadata={"simulated": True}
     )
+    replay.series_into(series)
     return Path(out_dir)
 
 
 def run_virtual_levels(
-    sim: dict[str, Any], workload: Workload, out_dir: Path, policy: LevelPolicy
+    sim: dict[str, Any],
+    workload: Workload,
+    out_dir: Path,
+    policy: LevelPolicy,
+    *,
+    metrics_interval_s: float = 0.0,
+    series: dict[str, list[tuple[float, float]]] | None = None,
 ) -> LevelsOutcome:
     """The levels ``policy`` asks for, one at a time, on one simulated deployment.
 
     With :class:`~autotune.benchmark.levels.AllLevels` the folder is the same as
-    :func:`run_virtual`'s (same noise stream, same order).
+    :func:`run_virtual`'s (same noise stream, same order); engine series as there.
     """
-    replay = VirtualDeployment(sim, workload)
+    replay = VirtualDeployment(sim, workload, metrics_interval_s)
     folder = Path(out_dir)
 
     def run_level(concurrency: int) -> bool:
@@ -61,13 +80,17 @@ def run_virtual_levels(
         )
         return True
 
-    return run_levels(policy, run_level, folder)
+    outcome = run_levels(policy, run_level, folder)
+    replay.series_into(series)
+    return outcome
 
 
 class VirtualDeployment:
     """One simulated deployment: warmed up once, then one replay per level."""
 
-    def __init__(self, sim: dict[str, Any], workload: Workload) -> None:
+    def __init__(
+        self, sim: dict[str, Any], workload: Workload, metrics_interval_s: float = 0.0
+    ) -> None:
         # Imported here: real deployments never load the simulator.
         from autotune.sim.noise import noise_for
 
@@ -76,15 +99,17 @@ class VirtualDeployment:
         self.seed = int(sim.get("seed", 0))
         self.noise = noise_for(sim.get("noise"), sim.get("noise_key"))
         self.prompts = _DatasetPrompts(workload, sim) if workload.dataset_file is not None else None
+        self.sampler = _Sampler(metrics_interval_s)
         # Without noise every run's engine is fresh and exact: a warm-up changes nothing.
         if self.noise is not None and workload.warmup_requests > 0:
             from autotune.sim.replay import replay_closed_loop
 
             replay_closed_loop(
-                self.engine(),
+                self.sampler.watch(self.engine()),
                 concurrency=max(workload.concurrency),
                 num_requests=workload.warmup_requests,
                 seed=self.seed + 1,
+                on_step=self.sampler,
                 **_samplers(workload, workload.scenarios[0], self.prompts),
             )
 
@@ -102,6 +127,11 @@ class VirtualDeployment:
             sglang_version=sim.get("sglang_version"),
         )
 
+    def series_into(self, series: dict[str, list[tuple[float, float]]] | None) -> None:
+        """The engine series sampled so far, into ``series`` (when asked for)."""
+        if series is not None:
+            series.update(as_points(self.sampler.samples))
+
     def level(self, concurrency: int) -> list[RunRecords]:
         """Every scenario of the workload at ``concurrency``."""
         return [self.run(scenario, concurrency) for scenario in self.workload.scenarios]
@@ -111,10 +141,11 @@ class VirtualDeployment:
 
         wl = self.workload
         records = replay_closed_loop(
-            self.engine(),
+            self.sampler.watch(self.engine()),
             concurrency=concurrency,
             num_requests=wl.max_requests_per_run,
             seed=self.seed,
+            on_step=self.sampler,
             max_time_s=wl.max_time_per_run_min * 60.0,
             **_samplers(wl, scenario, self.prompts),
         )
@@ -176,3 +207,109 @@ class _DatasetPrompts:
 
     def blocks(self, rng: random.Random) -> tuple:
         return self.items[self._last][1]  # the prompt lengths() just drew
+
+
+class _Sampler:
+    """The engine's gauges every ``interval_s`` of simulated time, runs back to back.
+
+    Called before every engine step with the run's clock (and once at its end). A
+    sample time that falls inside a step gets the state the engine was in when the
+    step began (the batch that step runs; fused decode steps never cross a finish),
+    not the state at the step's end, where every request that finished has left.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = float(interval_s)
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.engine: Any = None
+        self.offset = 0.0  # where the current run starts on the benchmark's clock
+        self.next_t = 0.0
+        self.now = 0.0
+        self.state: dict[str, float] | None = None  # at the start of the last step
+
+    def watch(self, engine: Any) -> Any:
+        """The next run's engine; its clock starts where the last run's ended."""
+        self.offset += self.now
+        self.now = 0.0
+        self.engine = engine
+        self.state = None
+        return engine
+
+    def __call__(self, now: float) -> None:
+        self.now = now
+        if self.interval_s <= 0:
+            return
+        t = self.offset + now
+        if self.state is not None:
+            while self.next_t < t:  # sample times inside the step that just ended
+                self.samples.append((round(self.next_t, 3), self.state))
+                self.next_t += self.interval_s
+        self.state = self._read()
+        if self.next_t <= t:  # a sample time exactly now (the benchmark's start)
+            self.samples.append((round(self.next_t, 3), self.state))
+            self.next_t += self.interval_s
+
+    def _read(self) -> dict[str, float]:
+        s = self.engine.stats()
+        return {
+            "num_running_reqs": s.num_running_reqs,
+            "num_queue_reqs": s.num_queue_reqs,
+            "token_usage": s.token_usage,
+            "num_used_tokens": s.num_used_tokens,
+            "gen_throughput": s.gen_throughput,
+            "cache_hit_rate": s.cache_hit_rate,
+            "num_retracted_reqs": s.num_retracted_reqs_total,
+        }
+
+
+class _Sampler:
+    """The engine's gauges every ``interval_s`` of simulated time, runs back to back.
+
+    Called before every engine step with the run's clock (and once at its end). A
+    sample time that falls inside a step gets the state the engine was in when the
+    step began (the batch that step runs; fused decode steps never cross a finish),
+    not the state at the step's end, where every request that finished has left.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = float(interval_s)
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.engine: Any = None
+        self.offset = 0.0  # where the current run starts on the benchmark's clock
+        self.next_t = 0.0
+        self.now = 0.0
+        self.state: dict[str, float] | None = None  # at the start of the last step
+
+    def watch(self, engine: Any) -> Any:
+        """The next run's engine; its clock starts where the last run's ended."""
+        self.offset += self.now
+        self.now = 0.0
+        self.engine = engine
+        self.state = None
+        return engine
+
+    def __call__(self, now: float) -> None:
+        self.now = now
+        if self.interval_s <= 0:
+            return
+        t = self.offset + now
+        if self.state is not None:
+            while self.next_t < t:  # sample times inside the step that just ended
+                self.samples.append((round(self.next_t, 3), self.state))
+                self.next_t += self.interval_s
+        self.state = self._read()
+        if self.next_t <= t:  # a sample time exactly now (the benchmark's start)
+            self.samples.append((round(self.next_t, 3), self.state))
+            self.next_t += self.interval_s
+
+    def _read(self) -> dict[str, float]:
+        s = self.engine.stats()
+        return {
+            "num_running_reqs": s.num_running_reqs,
+            "num_queue_reqs": s.num_queue_reqs,
+            "token_usage": s.token_usage,
+            "num_used_tokens": s.num_used_tokens,
+            "gen_throughput": s.gen_throughput,
+            "cache_hit_rate": s.cache_hit_rate,
+            "num_retracted_reqs": s.num_retracted_reqs_total,
+        }

@@ -101,6 +101,11 @@ class DeployConfig:
     env: dict[str, str] = field(default_factory=dict)
     # The engine is the simulator: results are labelled simulated everywhere.
     simulated: bool = False
+    # What one GPU-hour costs here (USD), for cost_usd_per_mtok; null = the price of
+    # gpu_type in the `pricing` table.
+    gpu_hour_usd: float | None = None
+    # The GPU model, a key of pricing.gpu_hour_usd (h100_sxm, h200_sxm …); null = unknown.
+    gpu_type: str | None = None
 
 
 class Launcher(abc.ABC):
@@ -235,6 +240,9 @@ class BenchmarkRequest:
     # What runs next after each level (autotune.benchmark.levels); None: every level
     # in one go (one genai-bench process).
     policy: Any = None
+    # A target that measures the engine itself (the virtual clock) samples its metrics
+    # this often (seconds of its clock) into BenchmarkRun.engine_series; 0 = never.
+    metrics_interval_s: float = 0.0
 
 
 @dataclass
@@ -248,6 +256,9 @@ class BenchmarkRun:
     # Levels run one at a time: which, and why the policy stopped early
     # (autotune.benchmark.levels.LevelsOutcome).
     levels: Any = None
+    # Engine metric series a target measured itself (the simulator's virtual clock):
+    # engine.<name> -> [(seconds since the benchmark started, value)].
+    engine_series: dict[str, list[tuple[float, float]]] | None = None
 
 
 def create_launcher(deploy_cfg: Any) -> Launcher:

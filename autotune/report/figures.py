@@ -29,6 +29,7 @@ from autotune.report.summary import (
     confirmed_summaries,
     label,
     pareto_front,
+    serving_metrics,
     study_front,
 )
 
@@ -48,7 +49,8 @@ OK, INFEASIBLE, FAILED, BEST, BASE, LINE = (
 
 
 def _new_figure(study: StudyRecord, title: str, ncols: int = 1) -> tuple[Figure, list[Any]]:
-    fig = Figure(figsize=(8.5 if ncols == 1 else 12, 5.2), dpi=110, layout="constrained")
+    width = 8.5 if ncols == 1 else max(12.0, 5.0 * ncols)
+    fig = Figure(figsize=(width, 5.2), dpi=110, layout="constrained")
     axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
     for ax in axes:
         # Never an offset axis (+1.35e3): it makes run-to-run noise look like a win.
@@ -403,7 +405,8 @@ def top_trials(study: StudyRecord, n: int = 3) -> list[TrialRecord]:
 
 
 def concurrency_figure(study: StudyRecord, n: int = 3) -> Figure | None:
-    """Throughput and p99 TTFT per concurrency level for the top trials (and the baseline)."""
+    """Throughput and p99 TTFT per concurrency level for the top trials (and the baseline),
+    with the per-GPU, goodput or cost metric where the study optimizes or bounds it."""
     trials = top_trials(study, n)
     base = study.baseline()
     if base is not None and base.ok and all(t.run_id != base.run_id for t in trials):
@@ -411,8 +414,11 @@ def concurrency_figure(study: StudyRecord, n: int = 3) -> Figure | None:
     trials = [t for t in trials if t.levels()]
     if not trials:
         return None
-    fig, axes = _new_figure(study, f"Throughput and latency vs concurrency (top {n})", ncols=2)
-    for ax, metric in zip(axes, (THROUGHPUT, TTFT_P99), strict=True):
+    panels = (THROUGHPUT, TTFT_P99, *serving_metrics(study)[:2])
+    fig, axes = _new_figure(
+        study, f"Throughput and latency vs concurrency (top {n})", ncols=len(panels)
+    )
+    for ax, metric in zip(axes, panels, strict=True):
         for j, t in enumerate(trials):
             lv = [c for c in t.levels() if f"c{c}.{metric}" in t.metrics]
             flags = t.flags_label

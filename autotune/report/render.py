@@ -37,11 +37,21 @@ CAPACITY_COLUMNS = (
 )
 
 
+# Shown when the summary lists them in "serving_metrics" (before the error rate).
+SERVING_COLUMNS = {
+    "output_throughput_tok_s_per_gpu": ("tok/s per GPU", ".1f"),
+    "goodput_req_s": ("goodput req/s", ".2f"),
+    "cost_usd_per_mtok": ("USD / 1M tok", ".3f"),
+}
+
+
 def columns(s: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    """The table's columns: capacity's too when the study measured it."""
+    """The table's (heading, key) pairs for this study."""
+    extra = tuple((SERVING_COLUMNS[m][0], m) for m in s.get("serving_metrics", []))
+    # objective=capacity's columns when the study measured it.
     if any(t.get("capacity_concurrency") is not None for t in s["trials"]):
-        return COLUMNS + CAPACITY_COLUMNS
-    return COLUMNS
+        extra += CAPACITY_COLUMNS
+    return (*COLUMNS[:-1], *extra, COLUMNS[-1])
 
 
 def _num(v: Any, digits: str = ".1f") -> str:
@@ -73,6 +83,7 @@ def row(t: dict[str, Any], best: str | None, flag_sep: str = " ") -> dict[str, s
         "error_rate": _num(t["error_rate"], ".1%"),
         "capacity_concurrency": _num(t.get("capacity_concurrency"), ".0f"),
         "capacity_output_throughput_tok_s": _num(t.get("capacity_output_throughput_tok_s")),
+        **{m: _num(t.get(m), digits) for m, (_, digits) in SERVING_COLUMNS.items()},
     }
 
 

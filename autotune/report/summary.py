@@ -27,6 +27,10 @@ THROUGHPUT, TTFT_P99, TPOT_MEAN, E2E_P99 = (
     "tpot_mean_ms",
     "e2e_p99_ms",
 )
+PER_GPU, GOODPUT, COST = "output_throughput_tok_s_per_gpu", "goodput_req_s", "cost_usd_per_mtok"
+# What the deployment and the service level make of those (autotune/benchmark/derived.py);
+# a report shows them where they say something (see serving_metrics).
+SERVING_METRICS = {PER_GPU: "maximize", GOODPUT: "maximize", COST: "minimize"}
 # Metrics every report shows, with the direction that counts as better.
 KEY_METRICS = {
     THROUGHPUT: "maximize",
@@ -47,6 +51,12 @@ def unit(metric: str) -> str:
     """
     if metric.endswith("_ms"):
         return "ms"
+    if metric.endswith("_tok_s_per_gpu"):
+        return "tok/s"
+    if metric.endswith("_usd_per_mtok"):
+        return "USD per 1M output tokens"
+    if metric.endswith("goodput_req_s"):
+        return "req/s"
     if metric.endswith("_tok_s"):
         return "tok/s"
     if metric.endswith("requests_per_s"):
@@ -81,6 +91,10 @@ def label(metric: str) -> str:
         "capacity_concurrency_per_gpu": "max concurrency under SLO per GPU",
         "capacity_output_throughput_tok_s": "output throughput at capacity",
         "capacity_requests_per_s": "request throughput at capacity",
+        PER_GPU: "output throughput per GPU",
+        GOODPUT: "goodput",
+        COST: "cost",
+        "goodput_fraction": "goodput fraction",
     }
     if name in words:
         text = words[name]
@@ -276,9 +290,25 @@ def trial_dict(t: TrialRecord, study: StudyRecord) -> dict[str, Any]:
         "slo": slo_state(t, study),
         "flags": dict(sorted(t.flags.items())),
         "objective": t.values,
-        **{m: t.metrics.get(m) for m in (*KEY_METRICS, "error_rate")},
+        **{m: t.metrics.get(m) for m in (*KEY_METRICS, "error_rate", *SERVING_METRICS)},
         **{m: t.metrics[m] for m in CAPACITY_METRICS if m in t.metrics},
     }
+
+
+def serving_metrics(study: StudyRecord) -> list[str]:
+    """The serving metrics worth a report column: those the objective or an SLO names,
+    and per-GPU throughput once some trial used more than one GPU."""
+    named = set(study.metrics) | set(study.slo or {})
+    out = [m for m in SERVING_METRICS if m in named]
+    several_gpus = any(
+        (g := t.metrics.get(PER_GPU)) is not None
+        and (v := t.metrics.get(THROUGHPUT)) is not None
+        and not math.isclose(g, v)
+        for t in study.trials
+    )
+    if several_gpus and PER_GPU not in out:
+        out.insert(0, PER_GPU)
+    return out
 
 
 def summarize(study: StudyRecord, rule: str | None = None) -> dict[str, Any]:
@@ -311,6 +341,7 @@ def summarize(study: StudyRecord, rule: str | None = None) -> dict[str, Any]:
             "trials_total": study.n_trials,
         },
         "trials": [trial_dict(t, study) for t in study.trials],
+        "serving_metrics": serving_metrics(study),
         "best": None
         if best is None
         else {

@@ -75,6 +75,7 @@ def replay_closed_loop(
     sample_prefix: Callable[[random.Random], tuple[int, str | None]] | None = None,
     spawn_rate: float | None = None,
     sample_blocks: Callable[[random.Random], tuple] | None = None,
+    on_step: Callable[[float], None] | None = None,
 ) -> list[RequestRecord]:
     """Drive ``engine`` with ``concurrency`` closed-loop users; return one record per request.
 
@@ -86,7 +87,9 @@ def replay_closed_loop(
     spawn_rate = concurrency, and locust's dispatcher then starts the whole batch in
     one iteration: seen as N requests arriving within milliseconds at the server).
     Requests still in flight at ``max_time_s`` come back with ``ok=False``
-    (genai-bench drops them). Deterministic for a seed.
+    (genai-bench drops them). ``on_step(now)``, if given, is called before every
+    engine step and once at the end (engine metrics sample the engine's state there).
+    Deterministic for a seed.
     """
     if concurrency < 1 or num_requests < 0:
         raise ValueError("concurrency must be >= 1 and num_requests >= 0")
@@ -102,6 +105,7 @@ def replay_closed_loop(
         rng=rng,
         max_time_s=max_time_s,
         starts=_user_starts(min(concurrency, num_requests), spawn_rate),
+        on_step=on_step,
     )
     loop.run()
     return list(loop.records.values())
@@ -127,8 +131,10 @@ class _ClosedLoop:
         sample_blocks: Callable[[random.Random], tuple] | None = None,
         max_time_s: float | None,
         starts: list[float],
+        on_step: Callable[[float], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.on_step = on_step
         self.num_requests = num_requests
         self.sample_lengths = sample_lengths
         self.sample_prefix = sample_prefix
@@ -151,12 +157,16 @@ class _ClosedLoop:
             self._spawn_due(now)
             if self.max_time_s is not None and now >= self.max_time_s:
                 break
+            if self.on_step is not None:
+                self.on_step(now)
             out = self._step(now)
             now += out.duration_s
             if out.kind == "idle" and not out.events:
                 break  # nothing can run: never spin
             for ev in out.events:
                 self._on_event(ev)
+        if self.on_step is not None:
+            self.on_step(now)
 
     def _spawn_due(self, now: float) -> None:
         while self.next_user < len(self.starts) and self.starts[self.next_user] <= now:

@@ -321,6 +321,13 @@ class SimEngine:
         return self._cache.total
 
     def _used_tokens(self) -> int:
+        """SGLang's ``num_used``: the pool minus free and evictable tokens, so a cached
+        prefix counts only while a request holds it (``_get_token_info``)."""
+        chunked = self.chunked.owned if self.chunked is not None else 0
+        return self._running_owned() + chunked + self._cache.locked
+
+    def _occupied_tokens(self) -> int:
+        """What the pool holds, evictable cached prefixes included (eviction's measure)."""
         chunked = self.chunked.owned if self.chunked is not None else 0
         return self._running_owned() + chunked + self._cache.total
 
@@ -331,7 +338,7 @@ class SimEngine:
     def _evict(self) -> None:
         """Drop least-recently-used unlocked blocks while the pool is over-full."""
         if self._cache.total:
-            self._cache.evict(self._used_tokens() - self.max_total)
+            self._cache.evict(self._occupied_tokens() - self.max_total)
 
     def _match(self, r: _Req) -> int:
         """Prompt tokens of ``r`` in the cache (SGLang always recomputes the last one)."""

@@ -20,13 +20,12 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSw
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from autotune.benchmark.derived import DERIVED_METRIC_NAMES, gpu_price
 from autotune.benchmark.parse import METRIC_NAMES
 from autotune.benchmark.workload_checks import check_workload
 from autotune.objective import ACROSS_LEVELS
 from autotune.params import ParamError, canonical_name, coerce, suggest
 
-# Metrics the parser reports (un-prefixed, pooled across levels; also as c<N>.<name>).
-KNOWN_METRICS = list(METRIC_NAMES)
 # objective=capacity's metrics (autotune.benchmark.capacity), objective terms only.
 CAPACITY_METRICS = [
     "capacity_concurrency",
@@ -34,6 +33,9 @@ CAPACITY_METRICS = [
     "capacity_output_throughput_tok_s",
     "capacity_requests_per_s",
 ]
+# Metrics the parser reports (un-prefixed, pooled across levels; also as c<N>.<name>),
+# and those derived from them with the trial's GPUs, price and per-request bounds.
+KNOWN_METRICS = [*METRIC_NAMES, *DERIVED_METRIC_NAMES]
 
 
 class StudyConfigError(ValueError):
@@ -175,6 +177,22 @@ def _check_metric(key: str, name: str, errors: list[str]) -> None:
         )
 
 
+def _check_derived(cfg: DictConfig, errors: list[str]) -> None:
+    """Goodput bounds are positive; an objective or SLO on cost_usd_per_mtok needs a
+    GPU price before anything runs."""
+    o = cfg.objective
+    for key, bound in dict(o.get("request_slo") or {}).items():
+        if bound is not None and float(bound) <= 0:
+            errors.append(f"objective.request_slo.{key}={bound}: a bound must be > 0 ms.")
+    if "cost_usd_per_mtok" not in [t.metric for t in o.terms] + list(o.slo):
+        return
+    price, why = gpu_price(cfg)
+    if price is None:
+        errors.append(f"objective: cost_usd_per_mtok needs a GPU price; {why}.")
+    elif price <= 0:
+        errors.append(f"{why}={price}: a GPU price must be > 0 (USD per GPU-hour).")
+
+
 def _check_objective(cfg: DictConfig, errors: list[str]) -> None:
     o = cfg.objective
     if not o.terms:
@@ -192,6 +210,7 @@ def _check_objective(cfg: DictConfig, errors: list[str]) -> None:
         errors.append(
             f"objective.across_levels={o.across_levels!r}: use one of {list(ACROSS_LEVELS)}."
         )
+    _check_derived(cfg, errors)
     levels = [int(c) for c in cfg.benchmark.concurrency]
     for key in ("concurrency", "slo_concurrency"):
         level = o.get(key)

@@ -82,6 +82,15 @@ class TrialRecorder(TrialObserver):
     def metrics(self, metrics: dict[str, float]) -> None:
         self._run.metrics(metrics)
 
+    def series(self, series: dict[str, list[tuple[float, float]]]) -> None:
+        """MLflow metric histories: step = whole seconds since the benchmark started."""
+        by_step: dict[int, dict[str, float]] = {}
+        for name, points in series.items():
+            for t, value in points:
+                by_step.setdefault(round(t), {})[name] = value
+        for step in sorted(by_step):
+            self._run.metrics(by_step[step], step=step)
+
     def finished(self, spec: TrialSpec, result: TrialResult) -> None:
         run = self._run
         if self._leased_at is not None:  # when the GPUs were held (epoch seconds)

@@ -24,6 +24,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from autotune.benchmark.derived import derived_metrics, serving_context
+from autotune.benchmark.engine_metrics import during_benchmark
 from autotune.benchmark.levels import ladder_levels, level_policy
 from autotune.benchmark.parse import parse_experiment
 from autotune.deploy import (
@@ -38,7 +40,6 @@ from autotune.deploy.base import BenchmarkRequest
 from autotune.deploy.failures import failure_in, last_lines, read_log
 from autotune.deploy.readiness import wait_ready
 from autotune.objective import Objective
-from autotune.params import gpu_count
 from autotune.secrets import scrub, scrub_tree, secret_values
 from autotune.trial.spec import TrialObserver, TrialResult, TrialSpec
 
@@ -72,6 +73,9 @@ class _Observers(TrialObserver):
 
     def metrics(self, *args: Any) -> None:
         self._each("metrics", *args)
+
+    def series(self, *args: Any) -> None:
+        self._each("series", *args)
 
     def finished(self, *args: Any) -> None:
         self._each("finished", *args)
@@ -167,22 +171,27 @@ def _benchmark(
     objective: Objective,
 ) -> dict[str, float]:
     cfg = spec.cfg
-    policy = level_policy(cfg, objective, spec.report, gpu_count(spec.params, cfg.runtime.gpu_flag))
+    bounds, deployment = serving_context(cfg, spec.params)
+    policy = level_policy(cfg, objective, spec.report, deployment.gpus)
     workload = spec.workload()
     if ladder := ladder_levels(policy):
         workload = dataclasses.replace(workload, concurrency=ladder)
-    run = launcher.benchmark(
-        endpoint,
-        BenchmarkRequest(
-            workload=workload,
-            out_dir=spec.workdir / "genai-bench",
-            tokenizer=cfg.model.tokenizer or cfg.model.path,
-            timeout_s=float(cfg.benchmark.timeout_s),
-            api_key=cfg.benchmark.api_key,
-            on_progress=events.phase,
-            policy=policy,
-        ),
-    )
+    # One scrape around every level: the series spans the whole benchmark.
+    with during_benchmark(endpoint, cfg, events) as scrape:
+        run = launcher.benchmark(
+            endpoint,
+            BenchmarkRequest(
+                workload=workload,
+                out_dir=spec.workdir / "genai-bench",
+                tokenizer=cfg.model.tokenizer or cfg.model.path,
+                timeout_s=float(cfg.benchmark.timeout_s),
+                api_key=cfg.benchmark.api_key,
+                on_progress=events.phase,
+                policy=policy,
+                metrics_interval_s=scrape.interval_s,
+            ),
+        )
+        scrape.extend(run.engine_series)
     code = launcher.poll(endpoint)
     if code is not None:
         text = read_log(endpoint.log_path)
@@ -202,6 +211,7 @@ def _benchmark(
         if run.levels.pruned:
             result.pruned, result.by_pruner = run.levels.stopped, run.levels.by_pruner
             events.phase("pruned")
+    metrics.update(derived_metrics(parsed, bounds, deployment))
     if run.partial or parsed.partial:
         result.partial = True
         log.warning("partial benchmark results (%s)", run.note)

@@ -116,7 +116,8 @@ class TrialResult:
 class TrialObserver:
     """Hears a trial's events, in this order; every method is optional.
 
-    ``started`` → ``phase`` … (``gpus``, ``server_info``, ``metrics`` as they come) →
+    ``started`` → ``phase`` … (``gpus``, ``server_info``, ``metrics``, ``series`` as they
+    come) →
     ``finished``. Observers record; they never steer the trial.
     """
 
@@ -134,6 +135,10 @@ class TrialObserver:
 
     def metrics(self, metrics: dict[str, float]) -> None:
         """Measured numbers (also partial ones of a failed benchmark)."""
+
+    def series(self, series: dict[str, list[tuple[float, float]]]) -> None:
+        """Engine metrics over the benchmark: ``engine.<name>`` -> [(seconds, value)]
+        (autotune.benchmark.engine_metrics)."""
 
     def finished(self, spec: TrialSpec, result: TrialResult) -> None:
         """After teardown (the engine is stopped, its log complete, secrets scrubbed)."""

@@ -84,6 +84,23 @@ def test_sweep_over_max_num_seqs_on_a_real_cpu_vllm(tmp_path, engine_python, tin
         assert "VLLM_CPU_KVCACHE_SPACE=1" in cmd
         bench = [a.path for a in client.list_artifacts(run_id, "genai-bench")]
         assert any(p.endswith(".json") and "concurrency_2" in p for p in bench), bench
+        assert_engine_series(client, trial, seqs)
+
+
+def assert_engine_series(client: mlflow.MlflowClient, trial, seqs: int) -> None:
+    """vLLM's /metrics was scraped during the benchmark (every 2 s): its vllm:* gauges
+    are engine.* histories of the run, and never show more running than max-num-seqs."""
+    for name in ("engine.num_running_reqs", "engine.num_queue_reqs", "engine.token_usage"):
+        history = client.get_metric_history(trial["run_id"], name)
+        assert len(history) >= 2, (name, history)
+    running = client.get_metric_history(trial["run_id"], "engine.num_running_reqs")
+    assert 0 <= max(m.value for m in running) <= seqs
+    # Its requests take well under the 2 s interval, so running/queued are mostly seen
+    # at 0; vllm:generation_tokens_total between two scrapes shows the work (a rate).
+    generated = client.get_metric_history(trial["run_id"], "engine.gen_throughput")
+    assert max(m.value for m in generated) > 0, generated
+    assert trial["metrics.engine.samples"] >= 2
+    assert 0 <= trial["metrics.engine.peak_kv_usage"] <= 1
 
 
 # Start-up failures, OOM and a kill mid-benchmark on this engine are rows of the fault

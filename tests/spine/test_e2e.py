@@ -52,6 +52,21 @@ def test_grid_sweep_makes_parent_and_children_with_metrics_and_artifacts(tmp_pat
     cmd = Path(client.download_artifacts(run_id, "launch/command.sh", str(tmp_path))).read_text()
     assert "--mem-fraction-static" in cmd
     assert "Best trial" in proc.stdout + proc.stderr
+    # The simulated server's /metrics was scraped while genai-bench ran (every 2 s):
+    # run histories, step = seconds since the benchmark started, never more running
+    # than the benchmark's 4 users.
+    running = client.get_metric_history(run_id, "engine.num_running_reqs")
+    assert len(running) >= 2 and sorted(m.step for m in running)[0] == 0, running
+    assert max(m.value for m in running) <= 4, running
+    # A 2 s scrape may miss the few seconds with requests in flight, but not the
+    # generation throughput the engine reports once tokens were generated.
+    generated = client.get_metric_history(run_id, "engine.gen_throughput")
+    assert max(m.value for m in generated) > 0, generated
+    # Running and queued together are the users' requests in flight: never over 4.
+    queued = {m.step: m.value for m in client.get_metric_history(run_id, "engine.num_queue_reqs")}
+    in_flight = sorted((m.step, m.value, queued[m.step]) for m in running)
+    assert all(r + q <= 4 for _, r, q in in_flight), in_flight
+    assert trials.iloc[0]["metrics.engine.peak_running_reqs"] == max(m.value for m in running)
 
 
 # Failures, interrupts, SIGKILL clean-up and bad input end to end are rows of the fault
