@@ -28,12 +28,14 @@ def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
     run first on the highest concurrency level and are not measured.
     """
     # Imported here: real deployments never load the simulator.
+    from autotune.sim.calibration import Calibration
     from autotune.sim.noise import noise_for
     from autotune.sim.replay import replay_closed_loop
     from autotune.sim.settings import build_engine
 
     seed = int(sim.get("seed", 0))
     noise = noise_for(sim.get("noise"), sim.get("noise_key"))
+    calibration = Calibration.from_mapping(sim.get("calibration"))
 
     def engine():
         return build_engine(
@@ -44,6 +46,7 @@ def run_virtual(sim: dict[str, Any], workload: Workload, out_dir: Path) -> Path:
             seed=seed,
             noise=noise,
             sglang_version=sim.get("sglang_version"),
+            calibration=calibration,
         )
 
     # Without noise every run's engine is fresh and exact: a warm-up changes nothing.

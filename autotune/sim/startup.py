@@ -164,6 +164,7 @@ def crash(after_s: float) -> None:
 
 def _build(args: argparse.Namespace, given: set[str]) -> tuple[Engine, dict[str, Any]] | Exception:
     """Build the engine now; a start-up failure is returned, to be raised at SGLang's moment."""
+    from autotune.sim.calibration import parse_items
     from autotune.sim.noise import noise_for
     from autotune.sim.settings import build_engine
 
@@ -176,6 +177,7 @@ def _build(args: argparse.Namespace, given: set[str]) -> tuple[Engine, dict[str,
             seed=args.sim_seed,
             sglang_version=args.sim_sglang_version,
             noise=noise_for(args.sim_noise, args.sim_noise_key),
+            calibration=parse_items(args.sim_calibration),
         )
     except (SimStartupError, ValueError) as err:
         return err
