@@ -197,6 +197,8 @@ class SearchConfig:
     prescreen_enqueue: int = 8
     # Requests per concurrency level when screening (null: the benchmark's own).
     prescreen_requests: int | None = None
+    # Processes that score it (null: one per CPU this process may use).
+    prescreen_workers: int | None = None
 
 
 @dataclass

@@ -22,12 +22,16 @@ a planning model that is not the hardware.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
+import multiprocessing
+import os
 import random
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +101,7 @@ def screening_keys(space: Space, budget: int, seed: int = 0) -> list[Key]:
     return list({tuple(_draw(d, rng) for d in space.values()): None for _ in range(budget)})
 
 
+@functools.lru_cache(maxsize=4096)
 def hydra_value(key: str, value: Any) -> Any:
     """``value`` after the round trip the sweeper makes: ``key=value`` parsed by Hydra."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -179,6 +184,18 @@ def screening_config(cfg: DictConfig, gpu: str | None = None) -> DictConfig:
 _STUDY_GROUPS = ("model", "runtime", "benchmark", "objective")
 
 
+def benchmark_seconds(metrics: Mapping[str, float]) -> float:
+    """Seconds the benchmark's runs took (per level: completed requests / request rate);
+    levels that did not run (an early abort) take none."""
+    total = 0.0
+    for key, done in metrics.items():
+        if key.endswith(".num_completed_requests"):
+            rate = metrics.get(key.removesuffix("num_completed_requests") + "requests_per_s")
+            if rate:
+                total += done / rate
+    return total
+
+
 def score_one(scfg: DictConfig, params: Mapping[str, Any], workdir: Path, key: Key) -> Prediction:
     """Score one configuration with the trial executor (no observers, no tracking)."""
     from autotune.params import normalize
@@ -192,7 +209,7 @@ def score_one(scfg: DictConfig, params: Mapping[str, Any], workdir: Path, key: K
     spec = TrialSpec(scfg, flags, name="prescreen", study="prescreen", workdir=workdir,
                      role="prescreen")  # fmt: skip
     result = run_trial(spec)
-    duration = sum(v for k, v in result.metrics.items() if k.endswith("run_duration_s"))
+    duration = benchmark_seconds(result.metrics)
     if result.score is None:
         return Prediction(
             key,
@@ -214,18 +231,64 @@ def score_one(scfg: DictConfig, params: Mapping[str, Any], workdir: Path, key: K
     )
 
 
+def _score_chunk(args: tuple[dict[str, Any], list[tuple[dict[str, Any], Key]]]) -> list[Prediction]:
+    """Score ``(params, key)`` pairs in one process (also a pool worker's job)."""
+    container, jobs = args
+    scfg = OmegaConf.create(container)
+    # A predicted failure is a result here, not an error of the study: the executor's
+    # per-trial error lines would bury the log.
+    executor_log = logging.getLogger("autotune.trial.executor")
+    level = executor_log.level
+    executor_log.setLevel(logging.CRITICAL)
+    try:
+        with tempfile.TemporaryDirectory(prefix="autotune-prescreen-") as tmp:
+            return [
+                score_one(scfg, params, Path(tmp) / str(i), key)
+                for i, (params, key) in enumerate(jobs)
+            ]
+    finally:
+        executor_log.setLevel(level)
+
+
+def default_workers() -> int:
+    """Processes for the pre-screen: the CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def score_space(
-    scfg: DictConfig, space: Space, fixed: Mapping[str, Any], keys: Iterable[Key]
+    scfg: DictConfig,
+    space: Space,
+    fixed: Mapping[str, Any],
+    keys: Iterable[Key],
+    workers: int = 1,
 ) -> list[Prediction]:
-    """Score every point of ``keys`` on the simulator (each in a scratch directory)."""
-    keys = list(keys)
-    out = []
+    """Score every point of ``keys`` on the simulator, in ``workers`` processes."""
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="autotune-prescreen-") as tmp:
-        for i, key in enumerate(keys):
-            out.append(score_one(scfg, trial_params(space, fixed, key), Path(tmp) / str(i), key))
-    log.info("pre-screen: %d configurations scored in %.1f s", len(keys), time.monotonic() - t0)
+    jobs = [(trial_params(space, fixed, key), key) for key in keys]
+    container = OmegaConf.to_container(scfg, resolve=True)
+    workers = max(1, min(workers, len(jobs) // _MIN_JOBS_PER_WORKER))
+    if workers == 1:
+        out = _score_chunk((container, jobs))
+    else:
+        # Interleaved chunks: neighbouring configurations cost alike.
+        chunks = [(container, jobs[i :: workers * 4]) for i in range(workers * 4)]
+        ctx = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            parts = list(pool.map(_score_chunk, chunks))
+        by_key = {p.key: p for part in parts for p in part}
+        out = [by_key[key] for _, key in jobs]
+    log.info(
+        "pre-screen: %d configurations scored in %.1f s (%d process%s)",
+        len(jobs),
+        time.monotonic() - t0,
+        workers,
+        "es" if workers > 1 else "",
+    )
     return out
+
+
+# Below this many configurations per process, starting a process costs more than it saves.
+_MIN_JOBS_PER_WORKER = 50
 
 
 # --------------------------------------------------------------------- the plan
@@ -325,7 +388,8 @@ def run_prescreen(
     t0 = time.monotonic()
     scfg = screening_config(cfg)
     keys = screening_keys(space, int(cfg.search.prescreen_budget), int(cfg.search.seed))
-    predictions = score_space(scfg, space, fixed, keys)
+    workers = cfg.search.get("prescreen_workers") or default_workers()
+    predictions = score_space(scfg, space, fixed, keys, workers=int(workers))
     plan = make_plan(
         predictions,
         space,
@@ -346,6 +410,12 @@ def check_settings(cfg: DictConfig) -> list[str]:
     if mode == "none":
         return []
     errors = []
+    sweeper = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or "")
+    if sweeper and not sweeper.endswith("AutotuneOptunaSweeper"):
+        errors.append(
+            "search.prescreen=sim needs an Optuna search (search=tpe, random, gp, ...): "
+            "a grid runs every configuration anyway"
+        )
     if int(s.prescreen_budget) < 1:
         errors.append("search.prescreen_budget must be >= 1")
     if float(s.prescreen_margin) < 0:

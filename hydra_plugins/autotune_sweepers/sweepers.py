@@ -176,8 +176,10 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
             OmegaConf.select(config, "hydra.sweeper.sampler"), self.sampler, self.sampler_seed
         )
         if config.dry_run:
-            # A dry run proposes one configuration and must leave no trace in the study.
-            self.storage, self.n_trials = None, 1
+            # A dry run proposes one configuration and must leave no trace in the study
+            # (in memory, but one store for the whole sweep: the pre-screen's enqueued
+            # configurations reach the stock loop's study).
+            self.storage, self.n_trials = optuna.storages.InMemoryStorage(), 1
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.launcher is not None
