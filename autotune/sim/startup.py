@@ -169,6 +169,9 @@ def _build(args: argparse.Namespace, given: set[str]) -> tuple[Engine, dict[str,
     from autotune.sim.settings import build_engine
 
     try:
+        calibration = parse_items(args.sim_calibration)
+        # Only a changed calibration is passed: the stock engine is built as before.
+        extra = {"calibration": calibration} if calibration.changed() else {}
         engine = build_engine(
             engine_flags(args, given),
             model=args.sim_model,
@@ -177,7 +180,7 @@ def _build(args: argparse.Namespace, given: set[str]) -> tuple[Engine, dict[str,
             seed=args.sim_seed,
             sglang_version=args.sim_sglang_version,
             noise=noise_for(args.sim_noise, args.sim_noise_key),
-            calibration=parse_items(args.sim_calibration),
+            **extra,
         )
     except (SimStartupError, ValueError) as err:
         return err

@@ -265,7 +265,9 @@ def score_space(
     """Score every point of ``keys`` on the simulator, in ``workers`` processes."""
     t0 = time.monotonic()
     jobs = [(trial_params(space, fixed, key), key) for key in keys]
-    container = OmegaConf.to_container(scfg, resolve=True)
+    container = {
+        k: OmegaConf.to_container(scfg[k], resolve=True) for k in (*_STUDY_GROUPS, "deploy")
+    }
     workers = max(1, min(workers, len(jobs) // _MIN_JOBS_PER_WORKER))
     if workers == 1:
         out = _score_chunk((container, jobs))
@@ -353,12 +355,18 @@ def _rank_key(p: Prediction, directions: Sequence[str]) -> tuple[float, float]:
 
 def diverse_top(ranked: Sequence[Key], k: int, min_distance: int = 2) -> list[Key]:
     """The first ``k`` of ``ranked`` that differ pairwise in >= ``min_distance`` flags
-    (neighbours of an already chosen configuration teach the search little)."""
+    and of which at most half share any one flag's value: neighbours of a chosen
+    configuration teach the search little, and if the simulator is wrong about one
+    value (a memory fraction that does not fit on the real GPU), not every enqueued
+    trial fails with it."""
     chosen: list[Key] = []
+    share = max(1, -(-k // 2))
     for key in ranked:
         if len(chosen) >= k:
             break
-        if all(sum(a != b for a, b in zip(key, c, strict=True)) >= min_distance for c in chosen):
+        far = all(sum(a != b for a, b in zip(key, c, strict=True)) >= min_distance for c in chosen)
+        crowded = any(sum(c[i] == v for c in chosen) >= share for i, v in enumerate(key))
+        if far and not crowded:
             chosen.append(key)
     return chosen
 
