@@ -196,8 +196,15 @@ def benchmark_seconds(metrics: Mapping[str, float]) -> float:
     return total
 
 
-def score_one(scfg: DictConfig, params: Mapping[str, Any], workdir: Path, key: Key) -> Prediction:
-    """Score one configuration with the trial executor (no observers, no tracking)."""
+def score_one(
+    scfg: DictConfig,
+    params: Mapping[str, Any],
+    workdir: Path,
+    key: Key,
+    launcher: Any = None,
+) -> Prediction:
+    """Score one configuration with the trial executor (no observers, no tracking);
+    ``launcher``: the simulator target, built once for many configurations."""
     from autotune.params import normalize
     from autotune.trial.executor import run_trial
     from autotune.trial.spec import TrialSpec
@@ -208,7 +215,7 @@ def score_one(scfg: DictConfig, params: Mapping[str, Any], workdir: Path, key: K
         return Prediction(key, None, failure=str(e).splitlines()[0], startup_failed=True)
     spec = TrialSpec(scfg, flags, name="prescreen", study="prescreen", workdir=workdir,
                      role="prescreen")  # fmt: skip
-    result = run_trial(spec)
+    result = run_trial(spec, launcher=launcher)
     duration = benchmark_seconds(result.metrics)
     if result.score is None:
         return Prediction(
@@ -233,8 +240,13 @@ def score_one(scfg: DictConfig, params: Mapping[str, Any], workdir: Path, key: K
 
 def _score_chunk(args: tuple[dict[str, Any], list[tuple[dict[str, Any], Key]]]) -> list[Prediction]:
     """Score ``(params, key)`` pairs in one process (also a pool worker's job)."""
+    from autotune.deploy import create_launcher
+
     container, jobs = args
     scfg = OmegaConf.create(container)
+    # One simulator target for the chunk (building one is a fifth of a trial's cost);
+    # on the virtual clock it keeps no state between trials.
+    launcher = create_launcher(scfg.deploy)
     # A predicted failure is a result here, not an error of the study: the executor's
     # per-trial error lines would bury the log.
     executor_log = logging.getLogger("autotune.trial.executor")
@@ -243,7 +255,7 @@ def _score_chunk(args: tuple[dict[str, Any], list[tuple[dict[str, Any], Key]]]) 
     try:
         with tempfile.TemporaryDirectory(prefix="autotune-prescreen-") as tmp:
             return [
-                score_one(scfg, params, Path(tmp) / str(i), key)
+                score_one(scfg, params, Path(tmp) / str(i), key, launcher)
                 for i, (params, key) in enumerate(jobs)
             ]
     finally:
