@@ -3,10 +3,12 @@ cheaper screen (fewer requests per level) costs in ranking agreement.
 
 For each landscape of benchmarks/gpu_hours.py, the whole pre-screen
 (autotune.study.prescreen.run_prescreen: score every configuration through the trial
-executor, then plan) runs with the benchmark's own request count and with
-``--requests`` fewer; the cheaper screen is compared with the full one: Spearman
-rank correlation of the predicted objective, whether the first enqueued
-configuration is the same, and how many exclusion decisions differ.
+executor, then plan) runs in ``--workers`` processes (wall time, with the machine's
+load average: this machine is shared) and in one process (its CPU time, what it takes
+on a free core). With ``--requests N`` a cheaper screen (N requests per level) is
+compared with the full one: Spearman rank correlation of the predicted objective,
+whether the first enqueued configuration is the same, and how many exclusion
+decisions differ.
 
     python benchmarks/prescreen_speed.py --json --workers 2 --requests 64
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -65,38 +68,43 @@ def screen(landscape: str, workers: int, requests: int | None) -> Plan:
     return run_prescreen(cfg, SPACE, {}, ["maximize"])
 
 
-def compare(landscape: str, workers: int, requests: int) -> list[dict[str, Any]]:
-    full = screen(landscape, workers, None)
-    cheap = screen(landscape, workers, requests)
-    keys = [p.key for p in full.predictions]
-    return [
-        {
-            "landscape": landscape,
-            "configurations": len(keys),
-            "workers": workers,
-            "requests_per_level": "benchmark's own",
-            "seconds": round(full.seconds, 1),
-        },
-        {
-            "landscape": landscape,
-            "configurations": len(keys),
-            "workers": workers,
-            "requests_per_level": requests,
-            "seconds": round(cheap.seconds, 1),
-            "spearman_vs_full": round(
-                spearman([_value(full, k) for k in keys], [_value(cheap, k) for k in keys]), 4
-            ),
-            "same_first_enqueued": full.enqueue[:1] == cheap.enqueue[:1],
-            "exclusions_differing": len(set(full.excluded) ^ set(cheap.excluded)),
-        },
-    ]
+def timed(landscape: str, workers: int, requests: int | None) -> tuple[Plan, dict[str, Any]]:
+    """The pre-screen, its wall time and the machine's load; with one worker also its
+    CPU time (what it costs on free cores, whatever else the machine runs)."""
+    cpu = time.process_time()
+    plan = screen(landscape, workers, requests)
+    record = {
+        "landscape": landscape,
+        "configurations": len(plan.predictions),
+        "workers": workers,
+        "requests_per_level": requests or "benchmark's own",
+        "seconds": round(plan.seconds, 1),
+        "load_average_1min": round(os.getloadavg()[0], 1),
+    }
+    if workers == 1:
+        record["cpu_seconds"] = round(time.process_time() - cpu, 1)
+    return plan, record
+
+
+def compare(landscape: str, workers: int, requests: int | None) -> list[dict[str, Any]]:
+    full, record = timed(landscape, workers, None)
+    records = [record, timed(landscape, 1, None)[1]]
+    if requests:
+        cheap, record = timed(landscape, workers, requests)
+        keys = [p.key for p in full.predictions]
+        values = [_value(full, k) for k in keys], [_value(cheap, k) for k in keys]
+        record["spearman_vs_full"] = round(spearman(*values), 4)
+        record["same_first_enqueued"] = full.enqueue[:1] == cheap.enqueue[:1]
+        record["exclusions_differing"] = len(set(full.excluded) ^ set(cheap.excluded))
+        records.append(record)
+    return records
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", action="store_true")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--requests", type=int, default=64, help="the cheaper screen's requests")
+    p.add_argument("--requests", type=int, default=None, help="also a cheaper screen")
     p.add_argument("--landscapes", nargs="+", default=list(LANDSCAPES))
     args = p.parse_args(argv)
     t0 = time.monotonic()
