@@ -149,3 +149,17 @@ def test_a_dry_run_prints_what_the_prescreen_kept_and_dropped(tmp_path):
     assert "pre-screen: 12 configurations scored" in out
     assert "start-up: predicted to fail" in out and "enqueued" in out
     assert "kept" in out and "dropped" in out
+
+
+@pytest.mark.slow
+def test_a_real_target_screens_on_the_gpu_it_is_told(tmp_path):
+    """deploy=ome: the pre-screen needs search.prescreen_gpu (the cluster's GPU model is
+    nowhere in the config), then screens on the simulator and renders the manifest."""
+    args = [a for a in STUDY if not a.startswith("deploy.")] + ["deploy=ome", "dry_run=true"]
+    space = _space(tmp_path)
+    missing = run_cli(tmp_path, *args, *space)
+    assert missing.returncode == 2
+    assert "deploy=ome: set search.prescreen_gpu" in missing.stderr
+    proc = run_cli(tmp_path, *args, *space, "search.prescreen_gpu=h100_sxm", check=True)
+    assert "pre-screen: 12 configurations scored" in proc.stderr
+    assert "kind: InferenceService" in proc.stdout
