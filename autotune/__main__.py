@@ -8,6 +8,7 @@ python -m autotune search=tpe search.n_trials=40     # Bayesian (Optuna)
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -37,8 +38,9 @@ TRUSTED_TARGETS = [
     config_name="config",
     execution_whitelist=TRUSTED_TARGETS,
 )
-def app(cfg: DictConfig) -> float | list[float] | None:
-    """Run one trial and hand its score to the sweeper (None = failed / unscorable)."""
+def app(cfg: DictConfig) -> Any:
+    """Run one trial and hand its answer to the sweeper (its score, None = failed /
+    unscorable, and its constraints: autotune.study.constraints.Answer)."""
     if cfg.dry_run:
         from autotune.study.dry_run import render_study
 

@@ -236,6 +236,23 @@ class SearchConfig:
     # (docs/search.md); not none runs levels one at a time.
     pruner: str = "none"
 
+    # Score the space on the virtual-clock simulator before deploying anything
+    # (autotune/study/prescreen.py, docs/search.md): none | sim.
+    prescreen: str = "none"
+    # At most this many configurations are scored (the whole space when smaller).
+    prescreen_budget: int = 1000
+    # The simulated GPU; null = the sim target's deploy.gpu (required on real targets).
+    prescreen_gpu: str | None = None
+    # Excluded: predicted to fail start-up, or to miss the SLOs by more than this
+    # (summed relative violation; 0.25 = e.g. p99 TTFT 25 % over its bound).
+    prescreen_margin: float = 0.25
+    # The best predicted configurations (distinct in >= 2 flags) enqueued first.
+    prescreen_enqueue: int = 8
+    # Requests per concurrency level when screening (null: the benchmark's own).
+    prescreen_requests: int | None = None
+    # Processes that score it (null: one per CPU this process may use).
+    prescreen_workers: int | None = None
+
 
 @dataclass
 class PricingConfig:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import itertools
 import json
 import logging
 import statistics
@@ -47,20 +46,17 @@ import optuna  # noqa: E402
 import yaml  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: E402
 from hydra.utils import execution_whitelist, instantiate  # noqa: E402
 from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from optuna.distributions import (  # noqa: E402
     BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
 )
 from optuna.trial import TrialState  # noqa: E402
 
 from autotune.config import register_configs  # noqa: E402
 from autotune.params import normalize  # noqa: E402
+from autotune.study.prescreen import grid_keys, grid_values, trial_params  # noqa: E402
 from autotune.trial.executor import run_trial  # noqa: E402
 from autotune.trial.spec import TrialSpec  # noqa: E402
 
@@ -126,34 +122,6 @@ def search_space(cfg: DictConfig) -> tuple[Space, dict[str, Any]]:
     lines = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
     space, fixed, _ = create_params_from_overrides(lines)
     return space, fixed
-
-
-def grid_values(dist: BaseDistribution) -> list[Any]:
-    """Every value of a discrete distribution (the exhaustive grid needs one)."""
-    if isinstance(dist, CategoricalDistribution):
-        return list(dist.choices)
-    if isinstance(dist, IntDistribution):
-        return list(range(dist.low, dist.high + 1, dist.step))
-    if isinstance(dist, FloatDistribution) and dist.step is not None:
-        n = round((dist.high - dist.low) / dist.step)
-        return [dist.low + i * dist.step for i in range(n + 1)]
-    raise ValueError(f"{dist}: the exhaustive grid needs choice() or range() parameters")
-
-
-def grid_keys(space: Space) -> list[Key]:
-    return list(itertools.product(*(grid_values(d) for d in space.values())))
-
-
-def hydra_value(key: str, value: Any) -> Any:
-    """``value`` after the round trip the sweeper makes: ``key=value`` parsed by Hydra."""
-    return OverridesParser.create().parse_override(f"{key}={value}").value()
-
-
-def trial_params(space: Space, fixed: Mapping[str, Any], key: Key) -> dict[str, Any]:
-    """The ``params`` a trial gets for one grid point (``params.`` prefix removed)."""
-    items = {**fixed, **dict(zip(space, key, strict=True))}
-    items = {k: hydra_value(k, v) for k, v in items.items()}
-    return {k.split(".", 1)[1]: v for k, v in items.items() if k.startswith("params.")}
 
 
 # --------------------------------------------------------------------- scoring

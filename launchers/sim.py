@@ -18,6 +18,7 @@ from autotune.launchers.local import LocalConfig, LocalLauncher
 import autotune.sim
 from autotune.deploy.base import BenchmarkRequest, BenchmarkRun, Endpoint, LaunchSpec
 from autotune.deploy.failures import Failure, TrialFailure, failure_in
+from autotune.sim.calibration import Calibration
 
 SIM_TOKENIZER = Path(autotune.sim.__file__).resolve().parent / "tokenizer"
 
@@ -43,6 +44,9 @@ class SimConfig(LocalConfig):
     # The SGLang release whose defaults the simulator imitates (0.4.0 ... 0.5.10);
     # null = the runtime's image tag (runtime.image_tag), else the simulator's default.
     sglang_version: str | None = None
+    # The simulator's calibration constants (autotune/sim/calibration.py); other values
+    # than the stock ones make a deliberately mis-calibrated engine (benchmarks/gpu_hours.py).
+    calibration: Calibration = field(default_factory=Calibration)
 
 
 class SimLauncher(LocalLauncher):
@@ -105,6 +109,7 @@ class SimLauncher(LocalLauncher):
         ]
         if version := self.version(spec):
             argv += ["--sim-sglang-version", version]
+        argv += self.calibration.as_args()
         for fault in self.faults:
             argv += ["--sim-fault", str(fault)]
         return argv
@@ -155,6 +160,7 @@ class SimLauncher(LocalLauncher):
                     "noise_key": self.noise_key(spec),
                     # Dataset prompts are tokenised with what genai-bench is given.
                     "tokenizer": str(self.tokenizer(spec)),
+                    "calibration": self.calibration.changed(),
                 },
             },
         )
@@ -172,6 +178,7 @@ class SimLauncher(LocalLauncher):
                 dtype=str(spec.model.dtype),
                 seed=self.seed,
                 sglang_version=self.version(spec),
+                calibration=self.calibration,
             )
         except (SimStartupError, ValueError) as e:
             # SimStartupError: what SGLang fails with at start-up (e.g. a KV pool too

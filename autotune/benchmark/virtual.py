@@ -92,12 +92,14 @@ class VirtualDeployment:
         self, sim: dict[str, Any], workload: Workload, metrics_interval_s: float = 0.0
     ) -> None:
         # Imported here: real deployments never load the simulator.
+        from autotune.sim.calibration import Calibration
         from autotune.sim.noise import noise_for
 
         self.sim = sim
         self.workload = workload
         self.seed = int(sim.get("seed", 0))
         self.noise = noise_for(sim.get("noise"), sim.get("noise_key"))
+        self.calibration = Calibration.from_mapping(sim.get("calibration"))
         self.prompts = _DatasetPrompts(workload, sim) if workload.dataset_file is not None else None
         self.sampler = _Sampler(metrics_interval_s)
         # Without noise every run's engine is fresh and exact: a warm-up changes nothing.
@@ -125,6 +127,7 @@ class VirtualDeployment:
             seed=self.seed,
             noise=self.noise,
             sglang_version=sim.get("sglang_version"),
+            calibration=self.calibration,
         )
 
     def series_into(self, series: dict[str, list[tuple[float, float]]] | None) -> None:

@@ -99,9 +99,18 @@ class StepPerf:
     """Kernel-time lookups for one (model, GPU, dtype, TP) profile, in milliseconds."""
 
     def __init__(
-        self, profile: dict[str, Any], host: HostOverhead | None = None, *, dp: int = 1
+        self,
+        profile: dict[str, Any],
+        host: HostOverhead | None = None,
+        *,
+        dp: int = 1,
+        prefill_scale: float = 1.0,
+        decode_scale: float = 1.0,
     ) -> None:
         self.profile = profile
+        # Kernel-time multipliers of extend and decode steps (deploy.calibration).
+        self.prefill_scale = prefill_scale
+        self.decode_scale = decode_scale
         self.tp = int(profile["tp"])
         # DP attention (MoE profiles): requests are spread evenly over ``dp`` ranks that
         # step together; the tables give one rank's cost for its share.
@@ -158,6 +167,7 @@ class StepPerf:
         batch = -(-batch // self.dp)  # one rank's share
         padded = graph_bs if graph_bs is not None else batch
         gpu = self.na_ms(padded) + self.lg_ms(padded) + self.da_ms(batch, mean_ctx)
+        gpu *= self.decode_scale
         if graph_bs is None:
             gpu = max(gpu, self._eager_floor_ms) + self._eager_gap_ms
         return gpu + self.host.ms(batch, self.tp)
@@ -181,6 +191,7 @@ class StepPerf:
             tokens, seqs, attn = -(-tokens // self.dp), -(-seqs // self.dp), attn / self.dp
             decode_batch = -(-decode_batch // self.dp)
         gpu = self.na_ms(tokens) + self.lg_ms(seqs) + attn + self.da_ms(decode_batch, decode_ctx)
+        gpu *= self.prefill_scale
         gpu = max(gpu, self._eager_floor_ms) + self._eager_gap_ms
         return gpu + self.host.ms(seqs, self.tp)
 
@@ -222,9 +233,11 @@ def load_perf(
     *,
     layout: str = "",
     dp: int = 1,
+    prefill_scale: float = 1.0,
+    decode_scale: float = 1.0,
 ) -> StepPerf:
     profile = profile_layout(load_profile(model, gpu, dtype, tp), layout)
-    return StepPerf(profile, host, dp=dp)
+    return StepPerf(profile, host, dp=dp, prefill_scale=prefill_scale, decode_scale=decode_scale)
 
 
 @lru_cache(maxsize=1)

@@ -43,14 +43,16 @@ import heapq
 import random
 from typing import Any
 
+from autotune.sim.calibration import (
+    STOCK,
+    Calibration,
+)
 from autotune.sim.perf import StepPerf
 from autotune.sim.prefix import BlockCache, request_blocks
 from autotune.sim.settings import SimSettings
 from autotune.sim.types import EngineStats, SimRequest, SimStartupError, StepOutcome, TokenEvent
 
 # SGLang global_config / envs defaults (0.5.x).
-INIT_NEW_TOKEN_RATIO = 0.7
-MIN_NEW_TOKEN_RATIO_FACTOR = 0.14
 NEW_TOKEN_RATIO_DECAY_STEPS = 600
 RETRACT_DECODE_STEPS = 20
 CLIP_MAX_NEW_TOKENS = 4096
@@ -159,7 +161,13 @@ class SimEngine:
     """The simulated scheduler; see the module docstring and ``autotune.sim.types``."""
 
     def __init__(
-        self, settings: SimSettings, perf: StepPerf, *, seed: int = 0, noise: Any = None
+        self,
+        settings: SimSettings,
+        perf: StepPerf,
+        *,
+        seed: int = 0,
+        noise: Any = None,
+        calibration: Calibration | None = None,
     ) -> None:
         if settings.max_total_num_tokens <= 0:
             raise SimStartupError(
@@ -186,9 +194,10 @@ class SimEngine:
         self.mixed = settings.enable_mixed_chunk
         graph_bs = [] if settings.disable_cuda_graph else list(settings.cuda_graph_bs)
         self._graph_pad = self._build_pad_table(graph_bs)
-        ratio = min(INIT_NEW_TOKEN_RATIO * settings.schedule_conservativeness, 1.0)
+        cal = calibration or STOCK
+        ratio = min(cal.init_new_token_ratio * settings.schedule_conservativeness, 1.0)
         self.init_ratio = ratio
-        self.min_ratio = min(ratio * MIN_NEW_TOKEN_RATIO_FACTOR, 1.0)
+        self.min_ratio = min(ratio * cal.min_new_token_ratio_factor, 1.0)
         self.ratio_decay = (ratio - self.min_ratio) / NEW_TOKEN_RATIO_DECAY_STEPS
         self.new_token_ratio = ratio
 

@@ -128,6 +128,12 @@ def _add_sim_options(sim: argparse._ArgumentGroup, suppress_defaults: bool) -> N
         help="SGLang version whose start-up defaults are imitated (default: "
         "autotune.sim.versions.DEFAULT_SGLANG_VERSION)",
     )
+    simarg(
+        "--sim-calibration",
+        action="append",
+        default=[] if not suppress_defaults else argparse.SUPPRESS,
+        help="calibration constant KEY=VALUE, repeatable (autotune.sim.calibration)",
+    )
     simarg("--sim-startup-s", type=float, default=1.0, help="simulated load time (seconds)")
     simarg("--sim-max-chunks", type=int, default=4, help="streamed chunks per response (>=2)")
     simarg(

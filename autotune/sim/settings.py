@@ -19,7 +19,9 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from autotune.sim.calibration import CONTEXT_GIB, MIN_HEADROOM_GIB, STOCK, Calibration
 from autotune.sim.perf import (
+    HostOverhead,
     available_profiles,
     load_perf,
     load_profile,
@@ -34,13 +36,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PREFILL_TOKENS = 16384
 SCHEDULE_POLICIES = ("fcfs", "lpm", "random", "dfs-weight", "lof", "priority")
 KV_CACHE_DTYPES = ("auto", "bf16", "bfloat16", "fp8_e5m2", "fp8_e4m3", "fp4_e2m1")
-# GPU memory taken before the model runner measures what is free (CUDA context,
-# NCCL and custom all-reduce buffers): public SGLang logs on 80 GB H100s (79.65 GiB)
-# print "Load weight begin. avail mem=" 78.43 ... 78.81 GB, i.e. 0.84 ... 1.22 GiB used.
-CONTEXT_BYTES = 1 << 30
-# Memory the rest of the process needs outside the static pool besides activations
-# and CUDA graphs (cuBLAS workspaces, NCCL buffers, allocator slack).
-MIN_DYNAMIC_HEADROOM_BYTES = 1 << 30
+CONTEXT_BYTES = int(CONTEXT_GIB * (1 << 30))
+MIN_DYNAMIC_HEADROOM_BYTES = int(MIN_HEADROOM_GIB * (1 << 30))
 
 # Flag aliases SGLang declares, or that argparse accepts as unique prefixes.
 ALIASES = {
@@ -264,6 +261,7 @@ def _kv_pool(
     activations: float,
     kv_bytes: int,
     graph_bytes: int,
+    min_headroom: float = MIN_DYNAMIC_HEADROOM_BYTES,
 ) -> int:
     """KV tokens SGLang sizes its pool to, or SimStartupError with SGLang's message.
 
@@ -281,7 +279,7 @@ def _kv_pool(
             f"Current value: self.server_args.mem_fraction_static={fraction}"
         )
     headroom = free_before * (1.0 - fraction)
-    if headroom < activations + graph_bytes + MIN_DYNAMIC_HEADROOM_BYTES:
+    if headroom < activations + graph_bytes + min_headroom:
         if not graph_bytes:
             raise SimStartupError(
                 "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate "
@@ -340,6 +338,7 @@ def resolve_settings(
     gpu: str,
     dtype: str = "bf16",
     sglang_version: str | None = None,
+    calibration: Calibration = STOCK,
 ) -> SimSettings:
     """Effective settings for ``flags`` on ``model``/``gpu``/``dtype`` under SGLang
     ``sglang_version`` (default ``autotune.sim.versions.DEFAULT_SGLANG_VERSION``).
@@ -384,17 +383,25 @@ def resolve_settings(
 
     kv_dtype = typed.get("kv-cache-dtype", "auto")
     kv_bytes = _kv_bytes_per_token(mem, kv_dtype)
+    if calibration.kv_bytes_scale != 1.0:
+        kv_bytes = max(1, round(kv_bytes * calibration.kv_bytes_scale))
     # Activations of the largest forward, sized the way aiconfigurator's SGLang
     # memory model does; they live outside the static pool.
     act_tokens = chunk if chunk > 0 else max_prefill
     act_tokens = -(-act_tokens // dp)  # a DP-attention rank runs its share of the chunk
-    activations = max(
+    activations = calibration.activation_scale * max(
         float(mem["activation_bytes_per_token"]) * act_tokens, float(mem["activation_min_bytes"])
     )
     graph_bytes = 0 if disable_graph else graph_max_bs * 2 * (1 << 20)
-    free_before = gpu_mem_mb * (1 << 20) - CONTEXT_BYTES
+    free_before = gpu_mem_mb * (1 << 20) - calibration.context_gib * (1 << 30)
     pool = _kv_pool(
-        free_before, float(mem["weights_bytes"]), fraction, activations, kv_bytes, graph_bytes
+        free_before,
+        float(mem["weights_bytes"]),
+        fraction,
+        activations,
+        kv_bytes,
+        graph_bytes,
+        calibration.min_headroom_gib * (1 << 30),
     )
     pool = _cap_pool(pool, typed.get("max-total-tokens"))
     # Each DP-attention rank has its own pool and request slots (its own scheduler).
@@ -447,6 +454,7 @@ def build_engine(
     seed: int = 0,
     sglang_version: str | None = None,
     noise: Any = None,
+    calibration: Calibration | None = None,
 ) -> Any:
     """A ready simulated engine for ``flags`` (``tp-size`` selects the TP table),
     imitating SGLang ``sglang_version`` (default: ``DEFAULT_SGLANG_VERSION``).
@@ -457,18 +465,22 @@ def build_engine(
     """
     from autotune.sim.scheduler import SimEngine
 
+    cal = calibration or STOCK
     settings = resolve_settings(
-        flags, model=model, gpu=gpu, dtype=dtype, sglang_version=sglang_version
+        flags, model=model, gpu=gpu, dtype=dtype, sglang_version=sglang_version, calibration=cal
     )
     perf = load_perf(
         model,
         gpu,
         dtype,
         settings.tp_size,
+        HostOverhead(step_ms=cal.host_step_ms, seq_us=cal.host_seq_us),
         layout=settings.moe_layout,
         dp=settings.dp_attention_size,
+        prefill_scale=cal.kernel_scale * cal.prefill_scale,
+        decode_scale=cal.kernel_scale * cal.decode_scale,
     )
-    return SimEngine(settings, perf, seed=seed, noise=noise)
+    return SimEngine(settings, perf, seed=seed, noise=noise, calibration=cal)
 
 
 __all__ = [

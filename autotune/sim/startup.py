@@ -164,10 +164,14 @@ def crash(after_s: float) -> None:
 
 def _build(args: argparse.Namespace, given: set[str]) -> tuple[Engine, dict[str, Any]] | Exception:
     """Build the engine now; a start-up failure is returned, to be raised at SGLang's moment."""
+    from autotune.sim.calibration import parse_items
     from autotune.sim.noise import noise_for
     from autotune.sim.settings import build_engine
 
     try:
+        calibration = parse_items(args.sim_calibration)
+        # Only a changed calibration is passed: the stock engine is built as before.
+        extra = {"calibration": calibration} if calibration.changed() else {}
         engine = build_engine(
             engine_flags(args, given),
             model=args.sim_model,
@@ -176,6 +180,7 @@ def _build(args: argparse.Namespace, given: set[str]) -> tuple[Engine, dict[str,
             seed=args.sim_seed,
             sglang_version=args.sim_sglang_version,
             noise=noise_for(args.sim_noise, args.sim_noise_key),
+            **extra,
         )
     except (SimStartupError, ValueError) as err:
         return err

@@ -79,7 +79,9 @@ def study_storage(cfg: DictConfig) -> str:
 
 def check_study(cfg: DictConfig) -> None:
     """Validate the study and its storage URLs; raise :class:`StudyError` if bad."""
-    errors = validate_study(cfg)
+    from autotune.study.prescreen import check_settings
+
+    errors = validate_study(cfg) + check_settings(cfg)
     if errors:
         raise StudyError("Invalid study configuration:", errors)
     storage = study_storage(cfg) if resumable(cfg) else None

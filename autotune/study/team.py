@@ -160,6 +160,8 @@ def finished_trials(study: optuna.Study, worker: str | None) -> int:
     """
     import optuna
 
+    from autotune.study.prescreen import EXCLUDED_ATTR
+
     done = (
         optuna.trial.TrialState.COMPLETE,
         optuna.trial.TrialState.FAIL,
@@ -170,6 +172,7 @@ def finished_trials(study: optuna.Study, worker: str | None) -> int:
         for t in study.get_trials(deepcopy=False, states=done)
         if not t.user_attrs.get(RECLAIMED_ATTR)
         and REPEAT_ATTR not in t.user_attrs
+        and EXCLUDED_ATTR not in t.user_attrs
         and (worker is None or t.user_attrs.get(WORKER_ATTR) == worker)
     )
 

@@ -81,10 +81,16 @@ class _Observers(TrialObserver):
         self._each("finished", *args)
 
 
-def run_trial(spec: TrialSpec, observers: Sequence[TrialObserver] = ()) -> TrialResult:
-    """Measure one configuration; the engine is stopped whatever happens."""
+def run_trial(
+    spec: TrialSpec, observers: Sequence[TrialObserver] = (), launcher: Launcher | None = None
+) -> TrialResult:
+    """Measure one configuration; the engine is stopped whatever happens.
+
+    ``launcher``: the deploy target built from ``spec.cfg.deploy`` once for many
+    trials (the pre-screen's hundreds of virtual-clock trials); default: a new one.
+    """
     cfg = spec.cfg
-    launcher = create_launcher(cfg.deploy)
+    launcher = launcher or create_launcher(cfg.deploy)
     objective = Objective.from_config(cfg.objective)
     secrets = secret_values(extra=[cfg.benchmark.api_key])
     events = _Observers(observers)

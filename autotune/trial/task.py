@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
@@ -14,6 +15,9 @@ from omegaconf import DictConfig
 from autotune.params import normalize
 from autotune.study.team import StudyInfo
 from autotune.trial.spec import TrialSpec
+
+if TYPE_CHECKING:
+    from autotune.study.constraints import Answer
 
 
 @dataclass
@@ -63,8 +67,10 @@ def trial_spec(cfg: DictConfig, ctx: TrialContext) -> TrialSpec:
     )
 
 
-def hydra_trial(cfg: DictConfig) -> float | list[float] | None:
-    """Run this job's trial; its score for the sweeper (None: failed or unscorable)."""
+def hydra_trial(cfg: DictConfig) -> Answer:
+    """Run this job's trial; its answer for the sweeper: value(s) (None: failed or
+    unscorable) and the constraints a feasibility-aware sampler reads."""
+    from autotune.study.constraints import Answer
     from autotune.tracking.progress import TrialProgress
     from autotune.tracking.recorder import TrialRecorder
     from autotune.trial.executor import run_trial
@@ -73,4 +79,4 @@ def hydra_trial(cfg: DictConfig) -> float | list[float] | None:
     spec = trial_spec(cfg, ctx)
     recorder = TrialRecorder(ctx.study, ctx.sweep_dir, str(cfg.tracking.experiment))
     progress = TrialProgress(ctx.index, ctx.study.n_trials, spec.params, ctx.study.simulated)
-    return run_trial(spec, [recorder, progress]).value
+    return Answer.of(run_trial(spec, [recorder, progress]))

@@ -5,6 +5,12 @@
 - **Resume**: the Optuna study lives in persistent storage under a stable name
   (:func:`autotune.study.study_name`); re-running the same command runs only the
   remaining budget, and trials a killed run left RUNNING are marked FAIL.
+- **Feasibility**: each trial's SLO slack reaches the sampler as Optuna constraints,
+  and a configuration that cannot start is an infeasible region, not a FAIL
+  (:mod:`autotune.study.constraints`).
+- **Pre-screen** (``search.prescreen=sim``): the space is scored on the simulator
+  first; the best predictions are enqueued, predicted failures and clear SLO misses
+  are answered without a deployment (:mod:`autotune.study.prescreen`).
 - Composition checks: autotune validates every swept flag value before the first
   trial, so the grid sweeper re-composes only jobs whose other overrides could
   still be invalid (the stock sweeper composes every job twice).
@@ -123,6 +129,9 @@ def _baseline_job(parsed: Sequence[Any]) -> list[str] | None:
 # How often one slot of a batch asks again after an exact repeat before it runs one
 # (a sampler that only proposes repeats has exhausted a small space).
 _MAX_REASKS = 20
+# How often it asks again after proposals the pre-screen excluded (a space of which
+# 95 % is excluded needs many: each is answered without a deployment).
+_MAX_EXCLUDED_REASKS = 500
 
 
 def measured_twin(trial: Any) -> optuna.trial.FrozenTrial | None:
@@ -167,8 +176,10 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
             OmegaConf.select(config, "hydra.sweeper.sampler"), self.sampler, self.sampler_seed
         )
         if config.dry_run:
-            # A dry run proposes one configuration and must leave no trace in the study.
-            self.storage, self.n_trials = None, 1
+            # A dry run proposes one configuration and must leave no trace in the study
+            # (in memory, but one store for the whole sweep: the pre-screen's enqueued
+            # configurations reach the stock loop's study).
+            self.storage, self.n_trials = optuna.storages.InMemoryStorage(), 1
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.launcher is not None
@@ -180,6 +191,9 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
             load_if_exists=True,
         )
         self._fail_stale(study)
+        self._plan = self._prescreen(study, arguments)
+        if not isinstance(self.launcher, _AnsweringLauncher):
+            self.launcher = _AnsweringLauncher(self.launcher, self)
         from autotune.study.team import baseline_is_mine, finished_trials
 
         done = finished_trials(study, self.worker)
@@ -213,41 +227,72 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
             # The stock sweeper reads study.best_trial at the end, which raises when
             # no trial completed (all failed): that is a result, not a crash.
             complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if complete:
+            if any(all(v <= 0 for v in t.constraints.values()) for t in complete):
                 raise
             log.warning(
-                "no trial of study %s completed: see the failure tags in MLflow", self.study_name
+                "no trial of study %s completed within its SLOs: see the failure tags and "
+                "slo_slack.* in MLflow",
+                self.study_name,
             )
             return None
 
-    def _configure_trials(self, trials: list[Any], *args: Any, **kwargs: Any) -> Any:
-        from autotune.study.team import REPEAT_ATTR
+    def _prescreen(self, study: optuna.Study, arguments: list[str]) -> Any:
+        """search.prescreen=sim: score the space on the simulator, enqueue the best
+        predictions (once per study), and return the plan (None: no pre-screen)."""
+        from autotune.study import prescreen_stage
 
+        assert self.config is not None
+        return prescreen_stage.prepare(
+            self.config, study, [*self._parse_sweeper_params_config(), *arguments]
+        )
+
+    def _configure_trials(self, trials: list[Any], *args: Any, **kwargs: Any) -> Any:
         overrides = list(self._configure_owned(trials, *args, **kwargs))
         # An exact repeat of a measured configuration costs no deployment: it is told
         # the earlier measurement and the sampler is asked again (in place: the stock
         # sweep loop launches and tells the trials of this same list). Repeats are
-        # planned in the confirmation stage instead.
+        # planned in the confirmation stage instead. So does a configuration the
+        # pre-screen excluded: it is told its predicted infeasibility.
+        from autotune.study.prescreen_stage import answer_excluded
+
+        plan = getattr(self, "_plan", None)
         for i, trial in enumerate(trials):
-            for _ in range(_MAX_REASKS):
-                twin = measured_twin(trial)
-                if twin is None:
+            excluded = repeats = 0
+            while True:
+                if excluded < _MAX_EXCLUDED_REASKS and answer_excluded(plan, trial):
+                    excluded += 1
+                elif repeats < _MAX_REASKS and self._answer_repeat(trial):
+                    repeats += 1
+                else:
                     break
-                log.info(
-                    "trial %d repeats trial %d exactly: answered from its measurement "
-                    "(no deployment), asking the sampler again",
-                    trial.number,
-                    twin.number,
-                )
-                trial.set_user_attr(REPEAT_ATTR, twin.number)
-                trial.study.tell(trial, values=twin.values)
                 trial = trials[i] = trial.study.ask()
                 overrides[i] = self._configure_owned([trial], *args, **kwargs)[0]
         # Number the jobs (trial-<N>, sweep subdir) after the Optuna trials: unique in
         # the study even when several workers share it (job 0 is the baseline).
         self.job_idx = trials[0].number + 1
         _register_for_pruning(self.job_idx, trials, self.config)
+        self._asked = list(trials)  # told by the stock loop, answered by the launcher
         return overrides
+
+    @staticmethod
+    def _answer_repeat(trial: Any) -> bool:
+        """An exact repeat of a measured trial is told its measurement (True)."""
+        from autotune.study.team import REPEAT_ATTR
+
+        twin = measured_twin(trial)
+        if twin is None:
+            return False
+        log.info(
+            "trial %d repeats trial %d exactly: answered from its measurement "
+            "(no deployment), asking the sampler again",
+            trial.number,
+            twin.number,
+        )
+        trial.set_user_attr(REPEAT_ATTR, twin.number)
+        for key, value in twin.constraints.items():
+            trial.set_constraint(key, value)
+        trial.study.tell(trial, values=twin.values)
+        return True
 
     def _configure_owned(self, trials: list[Any], *args: Any, **kwargs: Any) -> Any:
         # Record who runs each trial, so a later sweep can tell a dead worker's
@@ -283,6 +328,27 @@ def _register_for_pruning(first_job: int, trials: list[Any], config: Any) -> Non
     pruner = str(OmegaConf.select(config, "search.pruner", default="none"))
     for i, trial in enumerate(trials):
         pruning.register(first_job + i, trial, pruner)
+
+
+class _AnsweringLauncher:
+    """The sweep's launcher, turning each job's Answer into what the stock loop tells:
+    constraints set on the trial first (autotune.study.constraints)."""
+
+    def __init__(self, inner: Any, impl: AutotuneOptunaSweeperImpl) -> None:
+        self.inner = inner
+        self.impl = impl
+
+    def launch(self, job_overrides: Any, initial_job_idx: int) -> Any:
+        from autotune.study.constraints import answer_trials
+
+        returns = self.inner.launch(job_overrides, initial_job_idx=initial_job_idx)
+        trials, self.impl._asked = getattr(self.impl, "_asked", None), None
+        if trials is not None:
+            answer_trials(trials, returns, self.impl._get_directions())
+        return returns
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 class AutotuneOptunaSweeper(OptunaSweeper):

@@ -65,10 +65,13 @@ def test_a_study_where_a_third_of_trials_fail_completes_with_the_best_feasible(t
         "params.mem-fraction-static=0.05,0.06,0.7,0.8,0.9",
         *VIRTUAL,
     )
-    states = [t.state for t in study(tmp_path).trials]
-    failed = states.count(optuna.trial.TrialState.FAIL)
-    assert len(states) == 12 and 2 <= failed <= 9
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 12 - failed
+    trials = study(tmp_path).trials
+    measured = [t for t in trials if REPEAT_ATTR not in t.user_attrs]
+    # A configuration that cannot start is an infeasible region for the sampler (the
+    # constraint `startup`, autotune/study/constraints.py), not a FAIL trial.
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    failed = sum(1 for t in measured if t.constraints.get("startup", 0) > 0)
+    assert len(measured) == 12 and 2 <= failed <= 9
     _, children = runs(tmp_path)
     bad = children[children["tags.autotune.status"] == "failed"]
     assert len(bad) == failed and (bad["tags.autotune.failure"] == "oom").all()
