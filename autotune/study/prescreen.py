@@ -174,6 +174,8 @@ def screening_config(cfg: DictConfig, gpu: str | None = None) -> DictConfig:
         deploy.sglang_version = cfg.deploy.get("sglang_version")
     parts["deploy"] = OmegaConf.to_container(deploy)
     out = OmegaConf.create(parts)
+    # Predictions only: no engine series to sample (a few ms per configuration).
+    out.benchmark.metrics_interval_s = 0.0
     requests = cfg.search.get("prescreen_requests")
     if requests:
         out.benchmark.max_requests_per_run = int(requests)
