@@ -70,6 +70,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def _isolated_state(tmp_path_factory, monkeypatch):
     """Keep the engine registry of tests away from the user's ~/.cache."""
     monkeypatch.setenv("AUTOTUNE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    # mlflow.set_tracking_uri() also sets MLFLOW_TRACKING_URI in os.environ: without
+    # this, one test's store (a server another test stopped) leaks into every
+    # subprocess a later test starts.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
 
 
 @pytest.fixture

@@ -108,7 +108,9 @@ class Console:
         if not result["ok"]:
             raise InvalidStudy([e["message"] for e in result["errors"]], result["command"])
         args, _ = self.args_for(body)
-        launch = self.launches.start(args)
+        # The study records where the console reads (a tracking.uri override still
+        # wins), whatever MLFLOW_TRACKING_URI the console's own environment has.
+        launch = self.launches.start(args, env={"MLFLOW_TRACKING_URI": self.settings.tracking_uri})
         self.invalidate()
         return {"id": launch.id, "command": result["command"]}
 

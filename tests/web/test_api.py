@@ -144,8 +144,11 @@ def test_links_open_the_runs_view():
 
 
 @pytest.mark.slow
-def test_a_virtual_study_through_the_api(client, settings):
+def test_a_virtual_study_through_the_api(client, settings, monkeypatch, tmp_path):
     """Launch (its own process), poll to the end, read the result and its files."""
+    # The console's environment points elsewhere: the study must still record where
+    # the console reads (it did not: a leaked MLFLOW_TRACKING_URI failed CI).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")
     r = client.post(
         "/api/studies",
         # Its own sweep directory: another test's study may have started in the same second.
