@@ -20,6 +20,7 @@ missed there too; a lower bound (throughput) is only judged at its own level.
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 
-class LevelPolicy:
+class LevelPolicy(abc.ABC):
     """Decides the next concurrency level from the metrics measured so far.
 
     ``next_level`` returns None to stop; ``stopped`` then says why the remaining
@@ -57,8 +58,9 @@ class LevelPolicy:
     # ... by an Optuna pruner: its partial score is not a result (status "pruned").
     by_pruner: bool = False
 
+    @abc.abstractmethod
     def next_level(self, metrics: Mapping[str, float], done: Sequence[int]) -> int | None:
-        raise NotImplementedError
+        """The next level to run, or None to stop."""
 
     def extra_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
         """Metrics the policy derives once it has stopped (e.g. the capacity found)."""
