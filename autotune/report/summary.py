@@ -43,28 +43,28 @@ KEY_METRICS = {
 CAPACITY_METRICS = ("capacity_concurrency", "capacity_output_throughput_tok_s")
 
 
+# Name suffix -> unit, the first match wins (so "_tok_s_per_gpu" before "_s").
+_UNITS = (
+    ("_ms", "ms"),
+    ("_tok_s_per_gpu", "tok/s"),
+    ("_usd_per_mtok", "USD per 1M output tokens"),
+    ("goodput_req_s", "req/s"),
+    ("_tok_s", "tok/s"),
+    ("requests_per_s", "req/s"),
+    ("_s", "s"),
+    ("rate", "fraction"),
+)
+
+
 def unit(metric: str) -> str:
     """The unit of a metric, from its name.
 
     >>> unit("c32.ttft_p99_ms"), unit("output_throughput_tok_s"), unit("error_rate")
     ('ms', 'tok/s', 'fraction')
     """
-    if metric.endswith("_ms"):
-        return "ms"
-    if metric.endswith("_tok_s_per_gpu"):
-        return "tok/s"
-    if metric.endswith("_usd_per_mtok"):
-        return "USD per 1M output tokens"
-    if metric.endswith("goodput_req_s"):
-        return "req/s"
-    if metric.endswith("_tok_s"):
-        return "tok/s"
-    if metric.endswith("requests_per_s"):
-        return "req/s"
-    if metric.endswith("_s"):
-        return "s"
-    if metric.endswith("rate"):
-        return "fraction"
+    for suffix, name in _UNITS:
+        if metric.endswith(suffix):
+            return name
     return ""
 
 
