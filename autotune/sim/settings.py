@@ -455,6 +455,7 @@ def build_engine(
     >>> eng.server_info()["tp_size"]
     2
     """
+    from autotune.sim.frontend import FrontEnd
     from autotune.sim.scheduler import SimEngine
 
     settings = resolve_settings(
@@ -468,7 +469,12 @@ def build_engine(
         layout=settings.moe_layout,
         dp=settings.dp_attention_size,
     )
-    return SimEngine(settings, perf, seed=seed, noise=noise)
+    engine = SimEngine(settings, perf, seed=seed, noise=noise)
+    # Virtual-clock clients see tokens through SGLang's output path (frontend.py); the
+    # real-time server ignores it: its own HTTP layer is the output path there.
+    interval = flags.get("stream-interval", flags.get("stream_interval")) or 1
+    engine.frontend = FrontEnd(stream_interval=max(1, int(interval)))
+    return engine
 
 
 __all__ = [
