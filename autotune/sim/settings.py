@@ -62,6 +62,7 @@ INT_FLAGS = {
     "context-length",
     "ep-size",
     "dp-size",
+    "stream-interval",  # the virtual clock's output path (frontend.py)
 }
 FLOAT_FLAGS = {"mem-fraction-static", "schedule-conservativeness"}
 BOOL_FLAGS = {
@@ -472,8 +473,10 @@ def build_engine(
     engine = SimEngine(settings, perf, seed=seed, noise=noise)
     # Virtual-clock clients see tokens through SGLang's output path (frontend.py); the
     # real-time server ignores it: its own HTTP layer is the output path there.
-    interval = flags.get("stream-interval", flags.get("stream_interval")) or 1
-    engine.frontend = FrontEnd(stream_interval=max(1, int(interval)))
+    interval = parse_flags(flags)[0].get("stream-interval", 1)
+    if interval < 1:
+        raise ValueError(f"--stream-interval must be at least 1; got {interval}")
+    engine.frontend = FrontEnd(stream_interval=interval)
     return engine
 
 

@@ -57,3 +57,11 @@ def test_at_high_output_rates_ttft_grows_with_the_output_length() -> None:
     assert long_ > 2.0 * flat_long
     # --stream-interval 4 streams a chunk per 4 tokens: a quarter of the work.
     assert _mean_ttft_ms(900, {"stream-interval": 4}) < 0.5 * long_
+
+
+def test_stream_interval_is_a_modelled_flag_and_must_be_positive() -> None:
+    engine = build_engine({"stream-interval": 8}, model="llama-3.1-8b", gpu="h200_sxm")
+    assert engine.frontend.stream_interval == 8
+    assert "stream-interval" not in engine.server_info()["ignored_flags"]
+    with pytest.raises(ValueError, match="--stream-interval must be at least 1"):
+        build_engine({"stream-interval": 0}, model="llama-3.1-8b", gpu="h200_sxm")

@@ -19,6 +19,7 @@ MODULES = [
     "autotune.sim.prompt_tokens",
     "autotune.sim.http_api",
     "autotune.sim.versions",
+    "autotune.sim.frontend",
 ]
 
 
