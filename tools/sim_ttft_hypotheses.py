@@ -8,6 +8,7 @@ re-checked. Nothing here changes the simulator.
 
     .venv/bin/python tools/sim_ttft_hypotheses.py                 # all hypotheses, both row sets
     .venv/bin/python tools/sim_ttft_hypotheses.py --only baseline,exact_osl --per-row
+    .venv/bin/python tools/sim_ttft_hypotheses.py --only baseline --stream-token-us 60
 
 Hypotheses (``HYPOTHESES``):
 
@@ -31,6 +32,7 @@ Hypotheses (``HYPOTHESES``):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 import json
 import random
@@ -178,10 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(HYPOTHESES), help="comma-separated names")
     ap.add_argument("--rows", default=",".join(ROW_SETS), help="dense, qwen3-235b")
     ap.add_argument("--per-row", action="store_true")
+    ap.add_argument(
+        "--stream-token-us", type=float, default=None, help="the output path's cost per token"
+    )
     args = ap.parse_args(argv)
     for name in args.only.split(","):
+        hyp = HYPOTHESES[name]
+        if args.stream_token_us is not None:
+            hyp = dataclasses.replace(hyp, stream_token_us=args.stream_token_us)
         for rows_name in args.rows.split(","):
-            result = score(read_rows(ROW_SETS[rows_name]), HYPOTHESES[name], args.per_row)
+            result = score(read_rows(ROW_SETS[rows_name]), hyp, args.per_row)
             line = {"hypothesis": name, "rows": rows_name}
             line |= {k: round(v, 4) for k, v in result.items()}
             print(json.dumps(line), flush=True)  # noqa: T201
