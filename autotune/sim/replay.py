@@ -15,6 +15,8 @@ a run that would take minutes on a GPU takes a fraction of a second.
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 import inspect
 import random
 from collections.abc import Callable
@@ -82,7 +84,10 @@ def replay_closed_loop(
     ``sample_lengths(rng)`` gives (input tokens, output tokens) of each request;
     ``sample_prefix(rng)``, if given, gives (shared prefix tokens, prefix name) for
     the prefix-cache model; ``sample_blocks(rng)``, if given, the token blocks of a
-    real prompt (``autotune.sim.prefix``). Users start at ``spawn_rate`` users per second; by
+    real prompt (``autotune.sim.prefix``). If the engine has an output path
+    (``engine.frontend``, a ``autotune.sim.frontend.FrontEnd``), the client sees each
+    step's first tokens and finishes when that path has streamed them, and sends its
+    next request then. Users start at ``spawn_rate`` users per second; by
     default all at time 0, as genai-bench's users do (it asks locust for
     spawn_rate = concurrency, and locust's dispatcher then starts the whole batch in
     one iteration: seen as N requests arriving within milliseconds at the server).
@@ -145,39 +150,61 @@ class _ClosedLoop:
         self.next_user = 0  # users before it have started
         self.sent = 0
         self.records: dict[str, RequestRecord] = {}  # in send order
+        self.frontend = getattr(engine, "frontend", None)
+        # (time, order, user): next requests of users who saw their last one finish at a
+        # time the engine's clock has not reached yet (the output path lagged).
+        self.deferred: list[tuple[float, int, int]] = []
         # SimEngine can fuse quiet decode steps; other engines get plain step(now) calls.
         self.fused = MAX_FUSED_DECODE_STEPS if _accepts(engine.step, "max_decode_steps") else 0
 
     def run(self) -> None:
         now = 0.0
         self._spawn_due(now)
-        while self.engine.has_work() or self.next_user < len(self.starts):
+        while self.engine.has_work() or self._pending():
             if not self.engine.has_work():
-                now = self.starts[self.next_user]  # idle until the next user spawns
+                now = max(now, self._next_pending())  # idle until the next request comes
             self._spawn_due(now)
             if self.max_time_s is not None and now >= self.max_time_s:
                 break
             if self.on_step is not None:
                 self.on_step(now)
             out = self._step(now)
-            now += out.duration_s
+            start, now = now, now + out.duration_s
             if out.kind == "idle" and not out.events:
                 break  # nothing can run: never spin
+            seen = self._client_time(start, now, out)
             for ev in out.events:
-                self._on_event(ev)
+                self._on_event(ev if seen is None else dataclasses.replace(ev, time=seen))
         if self.on_step is not None:
             self.on_step(now)
+
+    def _pending(self) -> bool:
+        return self.next_user < len(self.starts) or bool(self.deferred)
+
+    def _next_pending(self) -> float:
+        starts = self.starts[self.next_user : self.next_user + 1]
+        return min(starts + [d[0] for d in self.deferred[:1]])
+
+    def _client_time(self, start: float, end: float, out: Any) -> float | None:
+        """When the client sees this step's events (None: at the step's end)."""
+        if self.frontend is None:
+            return None
+        tokens = getattr(out, "streamed_tokens", 0)
+        return self.frontend.deliver(start, end, tokens, getattr(out, "steps", 1))
 
     def _spawn_due(self, now: float) -> None:
         while self.next_user < len(self.starts) and self.starts[self.next_user] <= now:
             self._send(self.next_user, self.starts[self.next_user])
             self.next_user += 1
+        while self.deferred and self.deferred[0][0] <= now:
+            t, _, user = heapq.heappop(self.deferred)
+            self._send(user, t)
 
     def _step(self, now: float) -> Any:
         if not self.fused:
             return self.engine.step(now)
-        # Never fuse decode steps across a pending user spawn.
-        return self.engine.step(now, self.fused if self.next_user >= len(self.starts) else 1)
+        # Never fuse decode steps across a pending user spawn or a deferred request.
+        return self.engine.step(now, 1 if self._pending() else self.fused)
 
     def _send(self, user: int, t: float) -> None:
         isl, osl = self.sample_lengths(self.rng)
@@ -214,5 +241,10 @@ class _ClosedLoop:
             rec.output_tokens = ev.output_tokens
             rec.ok = ev.kind == "finished"
             in_time = self.max_time_s is None or ev.time < self.max_time_s
-            if self.sent < self.num_requests and in_time:
-                self._send(rec.user, ev.time)
+            if self.sent + len(self.deferred) < self.num_requests and in_time:
+                if self.frontend is None:
+                    self._send(rec.user, ev.time)
+                else:  # the engine sees it when the client sends it (a later step)
+                    heapq.heappush(
+                        self.deferred, (ev.time, self.sent + len(self.deferred), rec.user)
+                    )

@@ -643,6 +643,7 @@ class SimEngine:
         duration = self.noise(self.perf.extend_ms(chunks, dec_b, dec_ctx)) / 1000.0
         end = now + duration
         new_seqs = 0
+        sampled = dec_b
         if dec_b:
             self._advance_decode(1, events, end)
         for r in batch:
@@ -656,6 +657,7 @@ class SimEngine:
                 continue  # defensive: an unfinished request not marked chunked waits again
             r.gen += 1  # the extend step samples the next token
             self.generated_total += 1
+            sampled += 1
             if r.first_token_at is None:
                 r.first_token_at = end
                 new_seqs += 1
@@ -676,6 +678,7 @@ class SimEngine:
             new_seqs=len(batch),
             new_tokens=new_tokens,
             cached_tokens=cached,
+            streamed_tokens=sampled,
         )
 
     # ------------------------------------------------------------------ decode
@@ -728,7 +731,13 @@ class SimEngine:
         self._evict()
         self._note_gen(end, n * steps)
         self._last_kind = "decode"
-        return StepOutcome(duration_s=duration, events=events, kind="decode")
+        return StepOutcome(
+            duration_s=duration,
+            events=events,
+            kind="decode",
+            streamed_tokens=n * steps,
+            steps=steps,
+        )
 
     def _advance_decode(self, steps: int, events: list[TokenEvent], end: float) -> None:
         """Every running request gains ``steps`` tokens; emit progress and finishes."""

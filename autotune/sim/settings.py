@@ -59,6 +59,7 @@ INT_FLAGS = {
     "context-length",
     "ep-size",
     "dp-size",
+    "stream-interval",  # the virtual clock's output path (frontend.py)
 }
 FLOAT_FLAGS = {"mem-fraction-static", "schedule-conservativeness"}
 BOOL_FLAGS = {
@@ -463,6 +464,7 @@ def build_engine(
     >>> eng.server_info()["tp_size"]
     2
     """
+    from autotune.sim.frontend import FrontEnd
     from autotune.sim.scheduler import SimEngine
 
     cal = calibration or STOCK
@@ -480,7 +482,14 @@ def build_engine(
         prefill_scale=cal.kernel_scale * cal.prefill_scale,
         decode_scale=cal.kernel_scale * cal.decode_scale,
     )
-    return SimEngine(settings, perf, seed=seed, noise=noise, calibration=cal)
+    engine = SimEngine(settings, perf, seed=seed, noise=noise, calibration=cal)
+    # Virtual-clock clients see tokens through SGLang's output path (frontend.py); the
+    # real-time server ignores it: its own HTTP layer is the output path there.
+    interval = parse_flags(flags)[0].get("stream-interval", 1)
+    if interval < 1:
+        raise ValueError(f"--stream-interval must be at least 1; got {interval}")
+    engine.frontend = FrontEnd(stream_interval=interval)
+    return engine
 
 
 __all__ = [

@@ -61,6 +61,10 @@ class StepOutcome:
     new_seqs: int = 0
     new_tokens: int = 0
     cached_tokens: int = 0
+    # Output tokens sampled in this outcome and the engine steps it spans (fused
+    # decode steps): what the output path (autotune/sim/frontend.py) must stream.
+    streamed_tokens: int = 0
+    steps: int = 1
 
 
 @dataclass

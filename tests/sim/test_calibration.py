@@ -12,6 +12,7 @@ from autotune.benchmark.genai_bench import Workload
 from autotune.benchmark.parse import parse_experiment
 from autotune.benchmark.virtual import run_virtual
 from autotune.sim.calibration import Calibration, parse_items
+from autotune.sim.perf import HOST_SEQ_US, HOST_STEP_MS
 from autotune.sim.server_args import build_parser
 from autotune.sim.settings import build_engine
 
@@ -57,12 +58,12 @@ def test_cost_keys_scale_step_times():
     stock = engine()
     fast = engine(Calibration(kernel_scale=0.5, host_step_ms=0.0, host_seq_us=0.0))
     dec = stock.perf.decode_ms(64, 1500.0, graph_bs=64)
-    host = 2.0 + 14.0 * 64 / 1000
+    host = HOST_STEP_MS + HOST_SEQ_US * 64 / 1000
     assert fast.perf.decode_ms(64, 1500.0, graph_bs=64) == pytest.approx((dec - host) / 2)
     pre = engine(Calibration(prefill_scale=2.0))
     assert pre.perf.decode_ms(64, 1500.0, graph_bs=64) == dec  # decode untouched
     ext = stock.perf.extend_ms([(4096, 0)])
-    fixed = stock.perf._eager_gap_ms + 2.0 + 0.014  # launch gaps and host: not kernels
+    fixed = stock.perf._eager_gap_ms + HOST_STEP_MS + HOST_SEQ_US / 1000  # not kernels
     assert pre.perf.extend_ms([(4096, 0)]) == pytest.approx(2 * (ext - fixed) + fixed)
     slow_decode = engine(Calibration(decode_scale=1.5))
     assert slow_decode.perf.decode_ms(64, 1500.0, graph_bs=64) > dec

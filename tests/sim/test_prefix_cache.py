@@ -36,16 +36,19 @@ def run(policy: str, groups: int, seed: int, **flags) -> dict:
     return out
 
 
-@pytest.mark.parametrize("seed", [1, 3])
-def test_lpm_beats_fcfs_when_shared_prefixes_compete_for_the_cache(seed):
-    fcfs, lpm = run("fcfs", DOCS, seed), run("lpm", DOCS, seed)
-    # Measured over 5 seeds (benchmarks/prefix_cache.py, docs/workloads.md): +7 % output
-    # throughput, a third of the median TTFT, a slightly higher hit rate.
-    assert lpm["output_throughput_tok_s"] > 1.03 * fcfs["output_throughput_tok_s"]
-    assert lpm["ttft_ms_p50"] < 0.7 * fcfs["ttft_ms_p50"]
-    assert lpm["cache_hit_rate"] > fcfs["cache_hit_rate"] > 0.5
-    # The engine's gauge (sglang:cache_hit_rate) counts the same tokens as the client.
-    assert lpm["engine_hit_rate"] == pytest.approx(lpm["cache_hit_rate"], rel=0.02)
+def test_lpm_beats_fcfs_when_shared_prefixes_compete_for_the_cache():
+    # Paired over the 5 seeds of benchmarks/prefix_cache.py (docs/workloads.md): +2.6 %
+    # output throughput and two thirds of the median TTFT on average; a single seed's
+    # gain is 0.5-4.4 %, so the means are what is asserted.
+    pairs = [(run("fcfs", DOCS, seed), run("lpm", DOCS, seed)) for seed in range(5)]
+    gain = [lpm["output_throughput_tok_s"] / fcfs["output_throughput_tok_s"] for fcfs, lpm in pairs]
+    ttft = [lpm["ttft_ms_p50"] / fcfs["ttft_ms_p50"] for fcfs, lpm in pairs]
+    assert min(gain) > 1.0 and sum(gain) / 5 > 1.015
+    assert sum(ttft) / 5 < 0.8
+    for fcfs, lpm in pairs:
+        assert min(lpm["cache_hit_rate"], fcfs["cache_hit_rate"]) > 0.85
+        # The engine's gauge (sglang:cache_hit_rate) counts the same tokens as the client.
+        assert lpm["engine_hit_rate"] == pytest.approx(lpm["cache_hit_rate"], rel=0.02)
 
 
 def test_without_shared_prefixes_lpm_and_fcfs_tie():

@@ -109,5 +109,7 @@ def test_fixture_rows_are_the_46_measured_sglang_rows():
 def test_accuracy_on_the_measured_rows(spread):
     result = validate(read_rows(ROWS), osl_spread=spread)
     assert result["rows"] == 46
-    assert result["tpot_mape"] <= 0.15
-    assert result["ttft_mape"] <= 0.5
+    # Measured (docs/simulator.md, with the output path and the re-fitted host
+    # constants): TPOT 6.46 %, TTFT 32.6 % (seeds 0-4: 6.39-6.51 %, 32.4-33.0 %).
+    assert result["tpot_mape"] <= 0.08
+    assert result["ttft_mape"] <= 0.36

@@ -20,6 +20,7 @@ MODULES = [
     "autotune.sim.http_api",
     "autotune.sim.versions",
     "autotune.sim.prefix",
+    "autotune.sim.frontend",
 ]
 
 

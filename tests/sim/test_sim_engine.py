@@ -80,16 +80,16 @@ def test_ignored_flags_are_reported_and_modelled_flags_typed():
         {
             "--mem-fraction-static": "0.8",
             "enable_mixed_chunk": "true",
-            "stream-interval": 4,
+            "page-size": 4,
             "enable-metrics": True,
             "schedule-policy": "LPM",
             "max-running-requests": "64",
         },
         **M,
     )
-    assert s.ignored_flags == ["enable-metrics", "stream-interval"]
+    assert s.ignored_flags == ["enable-metrics", "page-size"]
     info = s.as_server_info()
-    assert info["ignored_flags"] == ["enable-metrics", "stream-interval"]
+    assert info["ignored_flags"] == ["enable-metrics", "page-size"]
     assert info["mem_fraction_static"] == 0.8 and info["enable_mixed_chunk"] is True
     assert info["schedule_policy"] == "lpm" and info["max_running_requests"] == 64
     for key in ("max_total_num_tokens", "chunked_prefill_size", "cuda_graph_max_bs", "tp_size"):

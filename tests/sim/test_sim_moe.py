@@ -83,9 +83,9 @@ def test_qwen3_235b_calibration_rows():
     assert len(rows) == 24 and {r.tp for r in rows} == {2, 4}
     result = validate(rows)
     assert result["coverage"] == 1.0
-    # Measured (docs/simulator.md): TPOT 13.5 %, TTFT 64.7 %: the TTFT target (40 %) is not met.
-    assert result["tpot_mape"] <= 0.15
-    assert result["ttft_mape"] <= 0.70
+    # Measured (docs/simulator.md): TPOT 10.4 %, TTFT 62.3 %: the TTFT target (40 %) is not met.
+    assert result["tpot_mape"] <= 0.12
+    assert result["ttft_mape"] <= 0.66
 
 
 @pytest.mark.slow
