@@ -11,7 +11,8 @@ import pytest
 from study_runner import run_cli, runs
 
 # Llama-3.1-8B on a simulated H200: more GPUs serve more tokens in all, fewer per GPU
-# (measured on this workload: ~1480 / 2010 / 2480 tok/s at tp 1 / 2 / 4).
+# (measured on this workload, 2026-12-03: ~1330 / 1750 / 2110 tok/s at tp 1 / 2 / 4;
+# docs/objectives.md).
 STUDY = [
     "search=none",
     "search.baseline=false",
