@@ -51,6 +51,7 @@ from autotune.config import register_configs  # noqa: E402
 from autotune.confirm import Candidate, RunResult, decide, run_confirmation  # noqa: E402
 from autotune.confirm.plan import top_distinct  # noqa: E402
 from autotune.confirm.verdict import DEFAULTS  # noqa: E402
+from autotune.objective import Objective  # noqa: E402
 from autotune.params import normalize  # noqa: E402
 from autotune.trial.executor import run_trial  # noqa: E402
 from autotune.trial.spec import TrialSpec  # noqa: E402
@@ -139,7 +140,7 @@ def one_seed(case: Case, seed: int, workdir: Path) -> tuple[str, float | None, i
     """Search (grid, once each) + confirmation for one seed: (verdict, gain %, runs, winner)."""
     cfg = compose_case(case, f"deploy.seed={seed}", f"search.seed={seed}")
     run = Runner(cfg, workdir / f"seed-{seed}")
-    maximize = run.objective.directions[0] == "maximize"
+    maximize = Objective.from_config(cfg.objective).directions[0] == "maximize"
     found = []
     for i, params in enumerate(configurations(case.space)):
         res = run(params, f"trial-{i + 1:03d}")
