@@ -95,7 +95,9 @@ LANDSCAPES: dict[str, list[str]] = {
         "benchmark.max_requests_per_run=128",
         "objective.concurrency=32",
         "objective.slo.tpot_mean_ms=50",
-        "objective.slo.ttft_p99_ms=13100",
+        # 13.1 s until the simulator's host re-fit (a4afa36) left no configuration
+        # feasible; 13.35 s: 42 of 600 on the stock simulator (docs/search.md).
+        "objective.slo.ttft_p99_ms=13350",
     ],
     "llama-70b-fp8-h100": [
         "model=llama-3.1-70b-instruct",
@@ -105,7 +107,9 @@ LANDSCAPES: dict[str, list[str]] = {
         "benchmark.concurrency=[32]",
         "benchmark.max_requests_per_run=128",
         "objective.concurrency=32",
-        "objective.slo.tpot_mean_ms=40",
+        # 40 ms until the host re-fit left no configuration feasible; 42.8 ms: 30 of 600
+        # on the stock simulator (docs/search.md).
+        "objective.slo.tpot_mean_ms=42.8",
         "objective.slo.ttft_p99_ms=18400",
     ],
 }
