@@ -14,6 +14,14 @@ the fourth) and leave-one-(isl, osl)-out (score a workload shape never fitted).
 
     .venv/bin/python tools/fit_sim_overhead.py            # ~3 minutes on 2 cores
     .venv/bin/python tools/fit_sim_overhead.py --quick    # a coarser grid
+
+``--moe`` fits the one MoE constant instead, ``MOE_PREFILL_SCALE`` (extend-step
+kernel time of mixture-of-experts models over the tables' sum), on the 24
+Qwen3-235B-A22B FP8 rows (tests/fixtures/silicon_sample_sglang_qwen3_235b_fp8_h200.csv)
+with the host constants fixed, the same objective and the same cross-validations
+(folds over rows, leave-one-TP-out, leave-one-(isl, osl)-out, and leave-one-isl-out).
+
+    .venv/bin/python tools/fit_sim_overhead.py --moe      # ~1 minute
 """
 
 from __future__ import annotations
@@ -29,10 +37,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from autotune.sim.calibration import Calibration  # noqa: E402
 from autotune.sim.perf import HostOverhead  # noqa: E402
 from autotune.sim.validate import read_rows, row_errors  # noqa: E402
 
 ROWS = REPO / "tests" / "fixtures" / "silicon_sample_sglang_llama31_8b_fp8_h200.csv"
+MOE_ROWS = REPO / "tests" / "fixtures" / "silicon_sample_sglang_qwen3_235b_fp8_h200.csv"
+MOE_GRID = [round(1.0 + 0.1 * i, 1) for i in range(26)]  # 1.0 ... 3.5
 TTFT_WEIGHT = 0.25
 logger = logging.getLogger("fit_sim_overhead")
 
@@ -67,14 +78,9 @@ def cross_validate(table: dict, folds: list[list[int]], everything: list[int]) -
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--folds", type=int, default=5)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = read_rows(ROWS)
-    if args.quick:
+def host_table(rows: list, quick: bool) -> dict[tuple, list[dict]]:
+    """Errors per (seq_us, tp_growth, step_ms) on the dense rows."""
+    if quick:
         grid = list(itertools.product([12.0, 20.0, 28.0], [0.0, 0.2], [0.0, 1.0]))
     else:
         grid = list(
@@ -82,25 +88,49 @@ def main(argv: list[str] | None = None) -> int:
                 [6.0, 10.0, 14.0, 18.0, 22.0], [0.0, 0.1, 0.2], [0.0, 1.0, 2.0, 3.0, 4.0]
             )
         )
-    table: dict[tuple[float, float, float], list[dict]] = {}
+    table: dict[tuple, list[dict]] = {}
     for seq_us, tp_growth, step_ms in grid:
         host = HostOverhead(step_ms=step_ms, seq_us=seq_us, tp_growth=tp_growth)
         table[(seq_us, tp_growth, step_ms)] = row_errors(rows, host=host)
-        errs = table[(seq_us, tp_growth, step_ms)]
-        logger.info(
-            "seq_us=%-5g tp_growth=%-4g step_ms=%-4g tpot_mape=%.4f ttft_mape=%.4f",
-            seq_us,
-            tp_growth,
-            step_ms,
-            sum(e["tpot_ape"] for e in errs) / len(errs),
-            sum(e["ttft_ape"] for e in errs) / len(errs),
-        )
+        _log_point(f"seq_us={seq_us:<5g} tp_growth={tp_growth:<4g} step_ms={step_ms:<4g}", table)
+    return table
+
+
+def moe_table(rows: list) -> dict[tuple, list[dict]]:
+    """Errors per MoE prefill scale on the Qwen3-235B rows (host constants as shipped)."""
+    table: dict[tuple, list[dict]] = {}
+    for scale in MOE_GRID:
+        table[(scale,)] = row_errors(rows, calibration=Calibration(moe_prefill_scale=scale))
+        _log_point(f"moe_prefill_scale={scale:<4g}", table)
+    return table
+
+
+def _log_point(label: str, table: dict) -> None:
+    errs = table[next(reversed(table))]
+    logger.info(
+        "%s tpot_mape=%.4f ttft_mape=%.4f",
+        label,
+        sum(e["tpot_ape"] for e in errs) / len(errs),
+        sum(e["ttft_ape"] for e in errs) / len(errs),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--moe", action="store_true", help="fit MOE_PREFILL_SCALE instead")
+    ap.add_argument("--folds", type=int, default=5)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows = read_rows(MOE_ROWS if args.moe else ROWS)
+    table = moe_table(rows) if args.moe else host_table(rows, args.quick)
+    names = ("moe_prefill_scale",) if args.moe else ("seq_us", "tp_growth", "step_ms")
     everything = list(range(len(rows)))
     best = min(table, key=lambda k: objective(table[k], everything))
     errs = table[best]
     result = {
         "rows": len(rows),
-        "best": {"seq_us": best[0], "tp_growth": best[1], "step_ms": best[2]},
+        "best": dict(zip(names, best, strict=True)),
         "tpot_mape": round(sum(e["tpot_ape"] for e in errs) / len(errs), 4),
         "ttft_mape": round(sum(e["ttft_ape"] for e in errs) / len(errs), 4),
     }
@@ -111,9 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         "leave_one_tp_out": _groups(rows, lambda r: r.tp),
         "leave_one_shape_out": _groups(rows, lambda r: (r.isl, r.osl)),
     }
+    if args.moe:
+        splits["leave_one_isl_out"] = _groups(rows, lambda r: r.isl)
     for name, folds in splits.items():
         result[name] = cross_validate(table, folds, everything)
-    print(json.dumps(result))
+    print(json.dumps(result))  # noqa: T201 - the tool's result line
     return 0
 
 

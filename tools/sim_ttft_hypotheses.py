@@ -27,6 +27,8 @@ Hypotheses (``HYPOTHESES``):
 - ``ingest_delay``: exact osl, and every request reaches the scheduler only after the
   tokenizer manager has tokenized the ones before it (one process, 0.3 ms + 1 us per
   prompt token): spreads a wave of simultaneous arrivals over time.
+- ``steady_state``: validate's spread, but 10 requests per user after a discarded
+  warm-up of 2 per user: the steady state without the first round.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ HYPOTHESES = {
         osl_spread=0.0, requests_per_user=10, warmup_per_user=2, extra_flags=_aic_generator_flags
     ),
     "ingest_delay": Hypothesis(osl_spread=0.0, ingest_ms=(0.3, 0.001)),
+    "steady_state": Hypothesis(osl_spread=0.2, requests_per_user=10, warmup_per_user=2),
 }
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from autotune.sim.perf import HOST_SEQ_US, HOST_STEP_MS
+from autotune.sim.perf import HOST_SEQ_US, HOST_STEP_MS, MOE_PREFILL_SCALE
 
 # GPU memory taken before the model runner measures what is free (CUDA context,
 # NCCL and custom all-reduce buffers): public SGLang logs on 80 GB H100s (79.65 GiB)
@@ -53,6 +53,9 @@ class Calibration:
     kernel_scale: float = 1.0
     prefill_scale: float = 1.0
     decode_scale: float = 1.0
+    # Extend-step kernel time of mixture-of-experts models over the tables' sum
+    # (autotune/sim/perf.py; dense models ignore it).
+    moe_prefill_scale: float = MOE_PREFILL_SCALE
     # Memory model: KV bytes per token, activation bytes of the largest forward, the
     # memory taken before the model runner starts (CUDA context, NCCL) and the
     # dynamic headroom the rest of the process needs (autotune/sim/settings.py).

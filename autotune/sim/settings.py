@@ -481,6 +481,7 @@ def build_engine(
         dp=settings.dp_attention_size,
         prefill_scale=cal.kernel_scale * cal.prefill_scale,
         decode_scale=cal.kernel_scale * cal.decode_scale,
+        moe_prefill_scale=cal.moe_prefill_scale,
     )
     engine = SimEngine(settings, perf, seed=seed, noise=noise, calibration=cal)
     # Virtual-clock clients see tokens through SGLang's output path (frontend.py); the

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autotune.sim.calibration import Calibration
 from autotune.sim.perf import HostOverhead, available_profiles
 from autotune.sim.predict import length_sampler
 from autotune.sim.replay import replay_closed_loop
@@ -248,6 +249,7 @@ def simulate_row(
     row: SiliconRow,
     *,
     host: HostOverhead | None = None,
+    calibration: Calibration | None = None,
     osl_spread: float = DEFAULT_OSL_SPREAD,
     requests_per_user: float = DEFAULT_REQUESTS_PER_USER,
     seed: int = 0,
@@ -260,6 +262,7 @@ def simulate_row(
         dtype=row.dtype,
         seed=seed,
         sglang_version=row.sglang_version or None,
+        calibration=calibration,
     )
     if host is not None:
         engine.perf.host = host

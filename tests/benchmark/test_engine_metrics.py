@@ -136,7 +136,9 @@ def test_virtual_clock_series_are_the_simulators_true_state(compose_cfg, tmp_pat
     # At 0 s all eight requests wait for the first step; then four run and four queue
     # (closed loop: a finished request's user sends the next one at once).
     assert (running[0], queued[0]) == (0, 8)
-    assert set(running[1:]) == {4} and set(queued[1:]) == {4}
+    assert set(running[1:]) == {4} and set(queued[1:-1]) == {4}
+    # The last sample may fall in the drain: all 40 requests sent, the last four running.
+    assert queued[-1] in (0, 4)
     # Four running requests hold their 512 prompt tokens and up to 128 generated each.
     used = [v for _, v in s["engine.num_used_tokens"]][1:]
     assert all(4 * 512 <= u <= 4 * (512 + 128) for u in used), used
