@@ -13,8 +13,9 @@ ask/tell like the Optuna sweeper, with the sweeper's own answering code:
 - ``random``: conf/search/random.yaml's sampler, the same answers;
 - ``staged``: the pre-screen (autotune.study.prescreen on the stock simulator:
   predicted start-up failures and SLO misses beyond the margin excluded, the best
-  diverse predictions enqueued) then constraint-aware TPE (SLO slack and start-up
-  failures as Optuna constraints, autotune.study.constraints).
+  diverse predictions enqueued, the rest of them skipped once the engine contradicts
+  one) then constraint-aware TPE (SLO slack and start-up failures as Optuna
+  constraints, autotune.study.constraints).
 
 Exact repeats and excluded proposals are answered without a deployment, as in a
 study. Engine time of a deployed trial = start-up (``--startup-s``, 120 s) + the
@@ -59,6 +60,7 @@ from search_efficiency import compose_study, fingerprint, make_sampler  # noqa: 
 
 from autotune.study.constraints import Answer, slo_constraints  # noqa: E402
 from autotune.study.prescreen import (  # noqa: E402
+    ENQUEUED_ATTR,
     Plan,
     Prediction,
     grid_keys,
@@ -66,7 +68,7 @@ from autotune.study.prescreen import (  # noqa: E402
     score_space,
     screening_config,
 )
-from autotune.study.prescreen_stage import answer_excluded  # noqa: E402
+from autotune.study.prescreen_stage import answer_excluded, answer_stale_enqueued  # noqa: E402
 from hydra_plugins.autotune_sweepers.sweepers import AutotuneOptunaSweeperImpl  # noqa: E402
 
 log = logging.getLogger("gpu_hours")
@@ -204,13 +206,17 @@ def search(
     sweeper does."""
     study = optuna.create_study(sampler=sampler, direction="maximize")
     for key in plan.enqueue if plan else []:
-        study.enqueue_trial(plan.params(key))
+        study.enqueue_trial(plan.params(key), user_attrs={ENQUEUED_ATTR: True})
     run = Run([], [])
     asks = 0
     while len(run.keys) < max_trials and asks < max_trials * 200 and not done(run):
         trial = study.ask(fixed_distributions=SPACE)
         asks += 1
-        if answer_excluded(plan, trial) or AutotuneOptunaSweeperImpl._answer_repeat(trial):
+        if (
+            answer_excluded(plan, trial)
+            or answer_stale_enqueued(plan, trial)
+            or AutotuneOptunaSweeperImpl._answer_repeat(trial)
+        ):
             continue
         key = tuple(trial.params[name] for name in SPACE)
         p = truth[key]

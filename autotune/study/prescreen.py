@@ -336,10 +336,13 @@ class Plan:
     def params(self, key: Key) -> dict[str, Any]:
         return dict(zip(self.space, key, strict=True))
 
-    def prediction(self, key: Key) -> Prediction:
+    def by_key(self) -> dict[Key, Prediction]:
         if not hasattr(self, "_by_key"):
             self._by_key = {p.key: p for p in self.predictions}
-        return self._by_key[key]
+        return self._by_key
+
+    def prediction(self, key: Key) -> Prediction:
+        return self.by_key()[key]
 
     def summary(self) -> str:
         reasons = ", ".join(f"{n} {kind}" for kind, n in sorted(self.reasons().items()))

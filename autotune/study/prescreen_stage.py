@@ -1,5 +1,6 @@
 """The pre-screen inside a study: run it once before the first trial, record it on the
-parent run, enqueue its best predictions, answer excluded proposals without deploying.
+parent run, enqueue its best predictions, answer excluded proposals without deploying,
+and stop following the enqueued predictions once the engine contradicts one.
 
 Called by the Optuna sweeper (hydra_plugins/autotune_sweepers/sweepers.py); the
 scoring and the plan are :mod:`autotune.study.prescreen`.
@@ -14,6 +15,7 @@ from typing import Any
 
 import optuna
 from omegaconf import DictConfig
+from optuna.trial import TrialState
 
 from autotune.study.constraints import STARTUP_VIOLATION, penalty
 from autotune.study.prescreen import (
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # Study user attribute: the plan's configurations were enqueued (not again on resume).
 _ENQUEUED_STUDY_ATTR = "autotune_prescreen_enqueued"
+# Trial user attribute of an enqueued configuration skipped without deploying it.
+SKIPPED_ATTR = "autotune_prescreen_skipped"
 _SHOWN = 15  # configurations listed per group in a dry run
 
 
@@ -74,6 +78,49 @@ def answer_excluded(plan: Plan | None, trial: optuna.Trial) -> bool:
     directions = [d.name.lower() for d in trial.study.directions]
     trial.study.tell(trial, values=penalty(directions, violation))
     return True
+
+
+def answer_stale_enqueued(plan: Plan | None, trial: optuna.Trial) -> bool:
+    """Skip an enqueued prediction (told FAIL, nothing deployed: True) once an earlier
+    enqueued one measured infeasible where the simulator predicted it feasible.
+
+    The enqueued configurations are the simulator's bets near the SLO bounds, where the
+    optimum usually is; when the engine contradicts the first of them the simulator is
+    wrong about that region (mis-calibrated memory, prefill or host cost), and every
+    further bet would cost a deployment. FAIL, not PRUNED: the sampler learns nothing
+    from a configuration it never measured. The sampler, with the exclusions and the
+    measured constraints, takes over."""
+    if plan is None or trial.user_attrs.get(ENQUEUED_ATTR) is not True:
+        return False
+    wrong = contradicted(plan, trial.study)
+    if wrong is None:
+        return False
+    log.info(
+        "trial %d: enqueued by the pre-screen, skipped: trial %d measured infeasible where "
+        "the simulator predicted feasible; asking the sampler instead",
+        trial.number,
+        wrong,
+    )
+    trial.set_user_attr(SKIPPED_ATTR, f"trial {wrong} contradicted the pre-screen")
+    trial.study.tell(trial, state=TrialState.FAIL)
+    return True
+
+
+def contradicted(plan: Plan, study: optuna.Study) -> int | None:
+    """The first measured enqueued trial predicted feasible but infeasible on the
+    engine (an SLO missed or a start-up failure), or None."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        if t.user_attrs.get(ENQUEUED_ATTR) is not True or SKIPPED_ATTR in t.user_attrs:
+            continue
+        key = tuple(t.params.get(name) for name in plan.space)
+        predicted = plan.by_key().get(key)
+        if (
+            predicted is not None
+            and predicted.feasible
+            and any(v > 0 for v in t.constraints.values())
+        ):
+            return t.number
+    return None
 
 
 def rows(plan: Plan) -> list[dict[str, Any]]:
@@ -154,4 +201,12 @@ def show(plan: Plan, directions: Sequence[str]) -> None:
     )
 
 
-__all__ = ["answer_excluded", "prepare", "record", "rows", "show"]
+__all__ = [
+    "answer_excluded",
+    "answer_stale_enqueued",
+    "contradicted",
+    "prepare",
+    "record",
+    "rows",
+    "show",
+]

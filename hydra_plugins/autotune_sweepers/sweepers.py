@@ -254,14 +254,17 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
         # the earlier measurement and the sampler is asked again (in place: the stock
         # sweep loop launches and tells the trials of this same list). Repeats are
         # planned in the confirmation stage instead. So does a configuration the
-        # pre-screen excluded: it is told its predicted infeasibility.
-        from autotune.study.prescreen_stage import answer_excluded
+        # pre-screen excluded: it is told its predicted infeasibility. And an enqueued
+        # prediction after the engine contradicted one is skipped.
+        from autotune.study.prescreen_stage import answer_excluded, answer_stale_enqueued
 
         plan = getattr(self, "_plan", None)
         for i, trial in enumerate(trials):
             excluded = repeats = 0
             while True:
-                if excluded < _MAX_EXCLUDED_REASKS and answer_excluded(plan, trial):
+                if excluded < _MAX_EXCLUDED_REASKS and (
+                    answer_excluded(plan, trial) or answer_stale_enqueued(plan, trial)
+                ):
                     excluded += 1
                 elif repeats < _MAX_REASKS and self._answer_repeat(trial):
                     repeats += 1

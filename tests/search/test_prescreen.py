@@ -10,6 +10,7 @@ from optuna.distributions import CategoricalDistribution
 from study_runner import SMALL, run_cli, runs
 
 from autotune.study.prescreen import (
+    ENQUEUED_ATTR,
     EXCLUDED_ATTR,
     Prediction,
     check_settings,
@@ -17,6 +18,7 @@ from autotune.study.prescreen import (
     make_plan,
     screening_keys,
 )
+from autotune.study.prescreen_stage import SKIPPED_ATTR, answer_stale_enqueued
 from autotune.study.team import REPEAT_ATTR
 
 SPACE = {
@@ -51,6 +53,40 @@ def test_diverse_top_skips_neighbours():
     # At most half of them share a flag's value: a wrong prediction about one value
     # (a memory fraction that fails on the real GPU) cannot sink every enqueued trial.
     assert diverse_top([(1, "x"), (2, "x"), (3, "y")], 2, min_distance=1) == [(1, "x"), (3, "y")]
+
+
+def _enqueued_study(plan):
+    study = optuna.create_study(direction="maximize")
+    for key in plan.enqueue:
+        study.enqueue_trial(plan.params(key), user_attrs={ENQUEUED_ATTR: True})
+    return study
+
+
+@pytest.mark.parametrize("first_slack", [0.05, -0.02])
+def test_enqueued_predictions_are_skipped_once_the_engine_contradicts_one(first_slack):
+    preds = [
+        Prediction((1, "x"), [100.0], feasible=True),
+        Prediction((2, "y"), [90.0], feasible=True),
+    ]
+    plan = make_plan(preds, SPACE, ["maximize"], margin=0.25, enqueue=2)
+    assert plan.enqueue == [(1, "x"), (2, "y")]
+    study = _enqueued_study(plan)
+    first = study.ask(SPACE)
+    assert not answer_stale_enqueued(plan, first)  # nothing measured yet
+    first.set_constraint("slo.ttft_p99_ms", -first_slack)  # as the engine measured it
+    study.tell(first, 95.0)
+    second = study.ask(SPACE)
+    assert (second.params["params.a"], second.params["params.b"]) == (2, "y")
+    skipped = answer_stale_enqueued(plan, second)
+    # Predicted feasible, measured 2 % over the bound: the rest of the bets are skipped
+    # without a deployment (FAIL: the sampler learns nothing from them); met: kept.
+    assert skipped == (first_slack < 0)
+    if skipped:
+        frozen = study.get_trials()[second.number]
+        assert frozen.state == optuna.trial.TrialState.FAIL
+        assert "trial 0" in frozen.user_attrs[SKIPPED_ATTR]
+    # A trial the sampler proposes itself is never skipped.
+    assert not answer_stale_enqueued(plan, study.ask(SPACE))
 
 
 def test_screening_keys_are_the_grid_or_a_sample_of_it():
