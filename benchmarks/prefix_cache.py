@@ -50,6 +50,8 @@ CASES = [
 
 
 def run(workload: str, policy: str, flags: dict, seed: int) -> dict:
+    """One replay's summary, plus the engine's own hit-rate gauge (``engine_hit_rate``).
+    tests/sim/test_prefix_cache.py asserts the relations docs/workloads.md quotes."""
     groups = WORKLOADS[workload]
     eng = build_engine(
         {"schedule-policy": policy.split(",")[0], "max-total-tokens": POOL, **flags}, **MODEL
@@ -63,7 +65,10 @@ def run(workload: str, policy: str, flags: dict, seed: int) -> dict:
         sample_prefix=prefix,
         seed=seed,
     )
-    return summarize(recs)
+    failed = [r.rid for r in recs if not r.ok]
+    if failed:
+        raise RuntimeError(f"{workload}/{policy}: {len(failed)} requests failed")
+    return summarize(recs) | {"engine_hit_rate": eng.stats().cache_hit_rate}
 
 
 def measure(seeds: int) -> list[dict]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
+import optuna
 import psutil
 import pytest
 
@@ -219,6 +220,25 @@ def runs(tmp_path: Path):
     if df.empty:
         return df, df
     return df[df["tags.autotune.role"] == "sweep"], df[df["tags.autotune.role"] == "trial"]
+
+
+def search_space(tmp_path: Path, params_yaml: str) -> list[str]:
+    """The overrides that make ``params_yaml`` (a ``hydra.sweeper.params`` package) the
+    study's search space, written under ``tmp_path/conf``."""
+    space = tmp_path / "conf" / "search" / "space"
+    space.mkdir(parents=True, exist_ok=True)
+    (space / "tiny.yaml").write_text(params_yaml)
+    return [
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        "search/space@hydra.sweeper.params=tiny",
+    ]
+
+
+def optuna_study(tmp_path: Path) -> optuna.Study:
+    """The one Optuna study a test's sweep stored in ``tmp_path/optuna.db``."""
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    (name,) = optuna.study.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def artifact_text(tmp_path: Path, run_id: str, path: str) -> str:

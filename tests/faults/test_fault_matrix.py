@@ -52,6 +52,7 @@ from study_runner import (
     SMALL,
     Running,
     artifact_paths,
+    optuna_study,
     run_study,
     study_env,
 )
@@ -374,9 +375,7 @@ def test_tuner_interrupted_then_resumed(tmp_path, sig, moment):
     again_kept = trials[trials["run_id"] == kept["run_id"]].iloc[0]
     assert again_kept["status"] == "FINISHED"
     assert again_kept["metrics.objective"] == kept["metrics.objective"]
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    (name,) = optuna.study.get_all_study_names(storage)
-    states = [t.state for t in optuna.load_study(study_name=name, storage=storage).trials]
+    states = [t.state for t in optuna_study(tmp_path).trials]
     assert optuna.trial.TrialState.COMPLETE in states
     assert optuna.trial.TrialState.RUNNING not in states
 

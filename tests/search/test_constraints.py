@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
-from study_runner import SMALL, run_cli
+from study_runner import SMALL, optuna_study, run_cli, search_space
 
 from autotune.deploy.failures import Failure
 from autotune.objective import Score
@@ -69,16 +69,12 @@ params.schedule-policy: choice(fcfs, lpm)
 
 @pytest.mark.slow
 def test_a_study_gives_tpe_its_slos_and_start_up_failures_as_constraints(tmp_path: Path):
-    space = tmp_path / "conf" / "search" / "space"
-    space.mkdir(parents=True)
-    (space / "tiny.yaml").write_text(SPACE)
     run_cli(
         tmp_path,
         "search=tpe",
         "search.n_trials=4",
         "search.baseline=false",
-        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
-        "search/space@hydra.sweeper.params=tiny",
+        *search_space(tmp_path, SPACE),
         "deploy.clock=virtual",
         "deploy.gpu=h100_sxm",
         "model=qwen3-32b",  # 64 GB of weights: 30 % of an 80 GiB GPU cannot hold them
@@ -87,9 +83,7 @@ def test_a_study_gives_tpe_its_slos_and_start_up_failures_as_constraints(tmp_pat
         *SMALL,
         check=True,
     )
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    (name,) = optuna.study.get_all_study_names(storage)
-    trials = optuna.load_study(study_name=name, storage=storage).trials
+    trials = optuna_study(tmp_path).trials
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     for t in trials:
         if t.params["params.mem-fraction-static"] == 0.3:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
-from study_runner import SMALL, run_cli, runs
+from study_runner import SMALL, optuna_study, run_cli, runs, search_space
 
 from autotune.study.prescreen import (
     ENQUEUED_ATTR,
@@ -139,24 +137,12 @@ params.chunked-prefill-size: choice(2048, 4096)
 """
 
 
-def _space(tmp_path: Path) -> list[str]:
-    space = tmp_path / "conf" / "search" / "space"
-    space.mkdir(parents=True)
-    (space / "tiny.yaml").write_text(TINY)
-    return [
-        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
-        "search/space@hydra.sweeper.params=tiny",
-    ]
-
-
 @pytest.mark.slow
 def test_a_prescreened_study_enqueues_the_best_and_never_deploys_an_excluded_one(tmp_path):
-    proc = run_cli(tmp_path, *STUDY, *_space(tmp_path), "search.n_trials=3",
+    proc = run_cli(tmp_path, *STUDY, *search_space(tmp_path, TINY), "search.n_trials=3",
                    "search.baseline=false", check=True)  # fmt: skip
     assert "pre-screen: 12 configurations scored" in proc.stderr
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    (name,) = optuna.study.get_all_study_names(storage)
-    trials = optuna.load_study(study_name=name, storage=storage).trials
+    trials = optuna_study(tmp_path).trials
     answered = (EXCLUDED_ATTR, REPEAT_ATTR)  # told without a deployment
     deployed = [t for t in trials if not any(a in t.user_attrs for a in answered)]
     assert len(deployed) == 3
@@ -180,7 +166,7 @@ def test_a_prescreened_study_enqueues_the_best_and_never_deploys_an_excluded_one
 
 @pytest.mark.slow
 def test_a_dry_run_prints_what_the_prescreen_kept_and_dropped(tmp_path):
-    proc = run_cli(tmp_path, *STUDY, *_space(tmp_path), "dry_run=true", check=True)
+    proc = run_cli(tmp_path, *STUDY, *search_space(tmp_path, TINY), "dry_run=true", check=True)
     out = proc.stderr
     assert "pre-screen: 12 configurations scored" in out
     assert "start-up: predicted to fail" in out and "enqueued" in out
@@ -192,7 +178,7 @@ def test_a_real_target_screens_on_the_gpu_it_is_told(tmp_path):
     """deploy=ome: the pre-screen needs search.prescreen_gpu (the cluster's GPU model is
     nowhere in the config), then screens on the simulator and renders the manifest."""
     args = [a for a in STUDY if not a.startswith("deploy.")] + ["deploy=ome", "dry_run=true"]
-    space = _space(tmp_path)
+    space = search_space(tmp_path, TINY)
     missing = run_cli(tmp_path, *args, *space)
     assert missing.returncode == 2
     assert "deploy=ome: set search.prescreen_gpu" in missing.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from study_runner import run_cli, runs
+from study_runner import optuna_study, run_cli, runs
 
 from autotune.objective import Objective
 from autotune.trial import pruning
@@ -67,9 +67,7 @@ def test_a_tpe_study_with_the_median_pruner_prunes_and_records_it(tmp_path: Path
         'benchmark.scenarios=["D(256,64)"]',
         check=True,
     )
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    (name,) = optuna.study.get_all_study_names(storage)
-    trials = optuna.load_study(study_name=name, storage=storage).trials
+    trials = optuna_study(tmp_path).trials
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert pruned and complete

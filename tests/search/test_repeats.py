@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import optuna
 import pytest
-from study_runner import SMALL, run_cli, runs
+from study_runner import SMALL, optuna_study, run_cli, runs, search_space
 
 from autotune.study.team import REPEAT_ATTR
 
@@ -24,14 +23,10 @@ params.schedule-policy: choice(fcfs, lpm)
 
 @pytest.mark.slow
 def test_exact_repeats_are_answered_without_a_deployment(tmp_path: Path):
-    space = tmp_path / "conf" / "search" / "space"
-    space.mkdir(parents=True)
-    (space / "tiny.yaml").write_text(SPACE)
     args = [
         "search=tpe",
         "search.n_trials=6",
-        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
-        "search/space@hydra.sweeper.params=tiny",
+        *search_space(tmp_path, SPACE),
         "deploy.clock=virtual",
         *SMALL,
     ]
@@ -42,9 +37,7 @@ def test_exact_repeats_are_answered_without_a_deployment(tmp_path: Path):
     flags = searched[["params.mem-fraction-static", "params.schedule-policy"]]
     assert len(searched) == 6 and not flags.duplicated().any()  # all six, each once
 
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    (name,) = optuna.study.get_all_study_names(storage)
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = optuna_study(tmp_path)
     by_number = {t.number: t for t in study.trials}
     repeats = [t for t in study.trials if REPEAT_ATTR in t.user_attrs]
     assert repeats, "TPE proposed no exact repeat on a 6-point space (the test needs one)"

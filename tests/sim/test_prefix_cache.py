@@ -5,42 +5,31 @@ Virtual clock, deterministic: the numbers below are the simulator's, not a GPU's
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from autotune.sim.predict import summarize
 from autotune.sim.prefix import BlockCache, named_blocks, token_blocks
-from autotune.sim.replay import replay_closed_loop
-from autotune.sim.settings import build_engine
 
-M = dict(model="llama-3.1-8b", gpu="h200_sxm", dtype="fp8")
-# 16 documents of 3000 tokens, each prompt one of them plus a 200-token question, on a
+# The benchmark's workloads (benchmarks/prefix_cache.py, docs/workloads.md): 16
+# documents of 3000 tokens, each prompt one of them plus a 200-token question, on a
 # 60k-token KV pool: the documents (48k tokens) and 64 running requests do not fit
 # together, so what is cached depends on the order requests are admitted in.
-DOCS, DOC_LEN, ISL, OSL, USERS, REQUESTS, POOL = 16, 3000, 3200, 128, 64, 1024, 60_000
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from prefix_cache import DOC_LEN, ISL  # noqa: E402
+from prefix_cache import run as run_case  # noqa: E402
 
 
-def run(policy: str, groups: int, seed: int, **flags) -> dict:
-    eng = build_engine({"schedule-policy": policy, "max-total-tokens": POOL, **flags}, **M)
-    prefix = (lambda rng: (DOC_LEN, f"doc-{rng.randrange(groups)}")) if groups else None
-    recs = replay_closed_loop(
-        eng,
-        concurrency=USERS,
-        num_requests=REQUESTS,
-        sample_lengths=lambda rng: (ISL, OSL),
-        sample_prefix=prefix,
-        seed=seed,
-    )
-    assert all(r.ok for r in recs)
-    out = summarize(recs)
-    out["engine_hit_rate"] = eng.stats().cache_hit_rate
-    return out
+def run(policy: str, workload: str, seed: int, **flags) -> dict:
+    return run_case(workload, policy, flags, seed)
 
 
 def test_lpm_beats_fcfs_when_shared_prefixes_compete_for_the_cache():
     # Paired over the 5 seeds of benchmarks/prefix_cache.py (docs/workloads.md): +2.6 %
     # output throughput and two thirds of the median TTFT on average; a single seed's
     # gain is 0.5-4.4 %, so the means are what is asserted.
-    pairs = [(run("fcfs", DOCS, seed), run("lpm", DOCS, seed)) for seed in range(5)]
+    pairs = [(run("fcfs", "docs", seed), run("lpm", "docs", seed)) for seed in range(1, 6)]
     gain = [lpm["output_throughput_tok_s"] / fcfs["output_throughput_tok_s"] for fcfs, lpm in pairs]
     ttft = [lpm["ttft_ms_p50"] / fcfs["ttft_ms_p50"] for fcfs, lpm in pairs]
     assert min(gain) > 1.0 and sum(gain) / 5 > 1.015
@@ -52,13 +41,16 @@ def test_lpm_beats_fcfs_when_shared_prefixes_compete_for_the_cache():
 
 
 def test_without_shared_prefixes_lpm_and_fcfs_tie():
-    fcfs, lpm = run("fcfs", 0, 1), run("lpm", 0, 1)
+    fcfs, lpm = run("fcfs", "none", 1), run("lpm", "none", 1)
     assert lpm["output_throughput_tok_s"] == fcfs["output_throughput_tok_s"]
     assert lpm["cache_hit_rate"] == fcfs["cache_hit_rate"] == 0.0
 
 
 def test_one_prefix_for_all_is_prefilled_once_and_radix_off_prefills_it_always():
-    on, off = run("fcfs", 1, 1), run("fcfs", 1, 1, **{"disable-radix-cache": True})
+    on, off = (
+        run("fcfs", "one-prefix", 1),
+        run("fcfs", "one-prefix", 1, **{"disable-radix-cache": True}),
+    )
     # Every request but the first batch's reuses the 3000 cached tokens of its 3200.
     assert on["cache_hit_rate"] > 0.9 * DOC_LEN / ISL
     assert off["cache_hit_rate"] == 0.0

@@ -13,7 +13,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
-from study_runner import run_cli, runs
+from study_runner import optuna_study, run_cli, runs
 
 from autotune.study.team import REPEAT_ATTR
 
@@ -24,22 +24,16 @@ def autotune(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.Com
     return run_cli(tmp_path, *args, timeout=timeout, check=True)
 
 
-def study(tmp_path: Path) -> optuna.Study:
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    (name,) = optuna.study.get_all_study_names(storage)
-    return optuna.load_study(study_name=name, storage=storage)
-
-
 @pytest.mark.slow
 def test_rerunning_the_same_command_resumes_without_repeating_trials(tmp_path):
     autotune(tmp_path, "search=tpe", "search.n_trials=3", *VIRTUAL)
-    first = {t.number: t.params for t in study(tmp_path).trials}
+    first = {t.number: t.params for t in optuna_study(tmp_path).trials}
     assert len(first) == 3
     proc = autotune(tmp_path, "search=tpe", "search.n_trials=5", *VIRTUAL)
     assert "3 trial(s) done, 2 to go" in proc.stderr
     # The resumed sampler re-proposes its seeded first points: answered from the earlier
     # measurements (no deployment, no budget), so 5 measured trials.
-    trials = [t for t in study(tmp_path).trials if REPEAT_ATTR not in t.user_attrs]
+    trials = [t for t in optuna_study(tmp_path).trials if REPEAT_ATTR not in t.user_attrs]
     assert len(trials) == 5 and {t.number: t.params for t in trials[:3]} == first
     parent, children = runs(tmp_path)
     assert len(parent) == 1 and parent.iloc[0]["status"] == "FINISHED"
@@ -65,7 +59,7 @@ def test_a_study_where_a_third_of_trials_fail_completes_with_the_best_feasible(t
         "params.mem-fraction-static=0.05,0.06,0.7,0.8,0.9",
         *VIRTUAL,
     )
-    trials = study(tmp_path).trials
+    trials = optuna_study(tmp_path).trials
     measured = [t for t in trials if REPEAT_ATTR not in t.user_attrs]
     # A configuration that cannot start is an infeasible region for the sampler (the
     # constraint `startup`, autotune/study/constraints.py), not a FAIL trial.
@@ -79,7 +73,7 @@ def test_a_study_where_a_third_of_trials_fail_completes_with_the_best_feasible(t
     ok = children[children["tags.autotune.status"] == "ok"]
     assert (ok["metrics.objective"] > 0).all()
     assert "Best trial:" in proc.stdout
-    assert study(tmp_path).best_value == pytest.approx(ok["metrics.objective"].max())
+    assert optuna_study(tmp_path).best_value == pytest.approx(ok["metrics.objective"].max())
 
 
 @pytest.mark.slow
@@ -89,7 +83,7 @@ def test_nsgaii_study_logs_a_pareto_front(tmp_path):
         "benchmark.concurrency=[8,64]",
     )  # fmt: skip
     assert "Pareto front" in proc.stdout
-    st = study(tmp_path)
+    st = optuna_study(tmp_path)
     assert [d.name for d in st.directions] == ["MAXIMIZE", "MINIMIZE"]
     assert st.best_trials
     parent, children = runs(tmp_path)
