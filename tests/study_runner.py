@@ -184,8 +184,10 @@ def run_study(
                     pytest.fail(f"the study ran over {timeout:.0f} s:\n{_tail(log_path)}")
                 with contextlib.suppress(psutil.NoSuchProcess):
                     for k in tuner.children(recursive=True):
-                        if k.pid not in seen or not seen[k.pid][1]:
-                            seen[k.pid] = (k, cmdline(k))
+                        # Read again each tick: a child seen between fork and exec
+                        # still shows the tuner's own command line.
+                        known, cmd = seen.get(k.pid, (k, "")), cmdline(k)
+                        seen[k.pid] = (known[0], cmd or known[1])
                         with contextlib.suppress(psutil.Error):
                             for c in k.net_connections(kind="inet"):
                                 if c.status == psutil.CONN_LISTEN:
