@@ -30,6 +30,7 @@ import argparse
 import itertools
 import json
 import logging
+import multiprocessing
 import random
 import sys
 from pathlib import Path
@@ -39,7 +40,12 @@ sys.path.insert(0, str(REPO))
 
 from autotune.sim.calibration import Calibration  # noqa: E402
 from autotune.sim.perf import HostOverhead  # noqa: E402
-from autotune.sim.validate import read_rows, row_errors  # noqa: E402
+from autotune.sim.validate import (  # noqa: E402
+    DEFAULT_OSL_SPREAD,
+    DEFAULT_REQUESTS_PER_USER,
+    read_rows,
+    row_errors,
+)
 
 ROWS = REPO / "tests" / "fixtures" / "silicon_sample_sglang_llama31_8b_fp8_h200.csv"
 MOE_ROWS = REPO / "tests" / "fixtures" / "silicon_sample_sglang_qwen3_235b_fp8_h200.csv"
@@ -78,21 +84,41 @@ def cross_validate(table: dict, folds: list[list[int]], everything: list[int]) -
     }
 
 
-def host_table(rows: list, quick: bool) -> dict[tuple, list[dict]]:
-    """Errors per (seq_us, tp_growth, step_ms) on the dense rows."""
+def _host_point(args: tuple) -> tuple[tuple, list[dict]]:
+    rows, (seq_us, tp_growth, step_ms, per_user, spread) = args
+    host = HostOverhead(step_ms=step_ms, seq_us=seq_us, tp_growth=tp_growth)
+    errs = row_errors(rows, host=host, requests_per_user=per_user, osl_spread=spread)
+    return (seq_us, tp_growth, step_ms, per_user, spread), errs
+
+
+def host_table(rows: list, quick: bool, workload: bool, jobs: int) -> dict[tuple, list[dict]]:
+    """Errors per (seq_us, tp_growth, step_ms, requests_per_user, osl_spread) on the
+    dense rows; the workload is validate's unless ``workload``."""
     if quick:
-        grid = list(itertools.product([12.0, 20.0, 28.0], [0.0, 0.2], [0.0, 1.0]))
+        host = list(itertools.product([12.0, 20.0, 28.0], [0.0, 0.2], [0.0, 1.0]))
+    elif workload:  # around the host-only optimum: the workload is the new dimension
+        host = list(itertools.product([2.0, 6.0, 10.0], [0.0], [2.0, 3.0, 4.0]))
     else:
-        grid = list(
+        host = list(
             itertools.product(
                 [6.0, 10.0, 14.0, 18.0, 22.0], [0.0, 0.1, 0.2], [0.0, 1.0, 2.0, 3.0, 4.0]
             )
         )
+    if workload:
+        loads = list(itertools.product([3.0, 3.5, 4.0, 4.5, 5.0], [0.1, 0.15, 0.2, 0.25, 0.3]))
+    else:
+        loads = [(DEFAULT_REQUESTS_PER_USER, DEFAULT_OSL_SPREAD)]
+    grid = [(*h, *w) for h in host for w in loads]
     table: dict[tuple, list[dict]] = {}
-    for seq_us, tp_growth, step_ms in grid:
-        host = HostOverhead(step_ms=step_ms, seq_us=seq_us, tp_growth=tp_growth)
-        table[(seq_us, tp_growth, step_ms)] = row_errors(rows, host=host)
-        _log_point(f"seq_us={seq_us:<5g} tp_growth={tp_growth:<4g} step_ms={step_ms:<4g}", table)
+    with multiprocessing.Pool(jobs) as pool:
+        for key, errs in pool.imap(_host_point, [(rows, point) for point in grid]):
+            table[key] = errs
+            _log_point(
+                "seq_us={:<5g} tp_growth={:<4g} step_ms={:<4g} per_user={:<4g} spread={:<4g}".format(
+                    *key
+                ),
+                table,
+            )
     return table
 
 
@@ -119,12 +145,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--moe", action="store_true", help="fit MOE_PREFILL_SCALE instead")
+    ap.add_argument(
+        "--workload",
+        action="store_true",
+        help="also choose validate's workload (requests per user, osl spread)",
+    )
+    ap.add_argument("--jobs", type=int, default=2, help="processes")
     ap.add_argument("--folds", type=int, default=5)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = read_rows(MOE_ROWS if args.moe else ROWS)
-    table = moe_table(rows) if args.moe else host_table(rows, args.quick)
-    names = ("moe_prefill_scale",) if args.moe else ("seq_us", "tp_growth", "step_ms")
+    if args.moe:
+        table = moe_table(rows)
+        names: tuple[str, ...] = ("moe_prefill_scale",)
+    else:
+        table = host_table(rows, args.quick, args.workload, args.jobs)
+        names = ("seq_us", "tp_growth", "step_ms", "requests_per_user", "osl_spread")
     everything = list(range(len(rows)))
     best = min(table, key=lambda k: objective(table[k], everything))
     errs = table[best]
