@@ -92,7 +92,9 @@ class TrialRecorder(TrialObserver):
             self._run.metrics(by_step[step], step=step)
 
     def finished(self, spec: TrialSpec, result: TrialResult) -> None:
-        run = self._run
+        if self.run is None:  # started() failed before the run existed: nothing to close
+            return
+        run = self.run
         if self._leased_at is not None:  # when the GPUs were held (epoch seconds)
             run.tag(**{"autotune.gpu_lease": f"{self._leased_at:.3f}-{time.time():.3f}"})
         if result.partial:

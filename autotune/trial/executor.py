@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -95,11 +97,12 @@ def run_trial(
     secrets = secret_values(extra=[cfg.benchmark.api_key])
     events = _Observers(observers)
     launch = spec.launch_spec()
-    events.started(spec, launcher, launcher.render(launch))
 
     result = TrialResult(spec.name, "failed")
     started = time.monotonic()
     try:
+        with _interrupts_held():
+            events.started(spec, launcher, launcher.render(launch))
         with _gpu_lease(cfg, spec) as gpus:
             launch.gpus = gpus
             if gpus is not None:
@@ -121,8 +124,36 @@ def run_trial(
     finally:
         result.elapsed_s = time.monotonic() - started
         _scrub_workdir(spec.workdir, secrets)
-        events.finished(spec, result)
+        with _interrupts_held():
+            events.finished(spec, result)
     return result
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the observers open or close the trial's records.
+
+    A signal raises KeyboardInterrupt wherever it lands; landing between MLflow
+    creating the trial's run and the recorder keeping its id (or before the run is
+    ended) would leave a run RUNNING forever (CI saw it with SIGTERM between trials).
+    The signal is delivered again, to the handler it was meant for, on the way out.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs handlers in the main thread only: nothing lands here
+        return
+    held: list[int] = []
+    watched = (signal.SIGINT, signal.SIGTERM)
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: held.append(signum)) for sig in watched
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(sig, handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 def _deploy_and_measure(
