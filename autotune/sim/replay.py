@@ -190,7 +190,9 @@ class _ClosedLoop:
         if self.frontend is None:
             return None
         tokens = getattr(out, "streamed_tokens", 0)
-        return self.frontend.deliver(start, end, tokens, getattr(out, "steps", 1))
+        return self.frontend.deliver(
+            start, end, tokens, getattr(out, "steps", 1), getattr(out, "streamed_positions", 0.0)
+        )
 
     def _spawn_due(self, now: float) -> None:
         while self.next_user < len(self.starts) and self.starts[self.next_user] <= now:

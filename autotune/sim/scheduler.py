@@ -210,6 +210,7 @@ class SimEngine:
         # Aggregates over running requests, so that per-step cost is O(1):
         self._run_owned = 0  # sum(owned - join); owned tokens = _run_owned + n * counter
         self._run_ctx = 0  # sum(input + gen - join); context tokens = _run_ctx + n * counter
+        self._run_gen = 0  # sum(gen - join); output tokens so far = _run_gen + n * counter
         self._run_rem = 0  # sum(min(output - gen, clip) + join); remaining = _run_rem - n * counter
         self._finish_heap: list[tuple[int, int, str]] = []
         self._buckets: dict[int, set[str]] = {}
@@ -392,6 +393,7 @@ class SimEngine:
         self.running[r.rid] = r
         self._run_owned += r.owned - r.join
         self._run_ctx += r.input_len + r.gen - r.join
+        self._run_gen += r.gen - r.join
         self._run_rem += min(r.output_len - r.gen, CLIP_MAX_NEW_TOKENS) + r.join
         heapq.heappush(self._finish_heap, (r.join + r.output_len - r.gen, r.seq, r.rid))
         if self.token_event_interval > 0:
@@ -403,6 +405,7 @@ class SimEngine:
         steps = self.counter - r.join
         self._run_owned -= r.owned - r.join
         self._run_ctx -= r.input_len + r.gen - r.join
+        self._run_gen -= r.gen - r.join
         self._run_rem -= min(r.output_len - r.gen, CLIP_MAX_NEW_TOKENS) + r.join
         r.gen += steps
         r.owned += steps
@@ -644,6 +647,7 @@ class SimEngine:
         end = now + duration
         new_seqs = 0
         sampled = dec_b
+        positions = float(self._run_gen + dec_b * (self.counter + 1)) if dec_b else 0.0
         if dec_b:
             self._advance_decode(1, events, end)
         for r in batch:
@@ -658,6 +662,7 @@ class SimEngine:
             r.gen += 1  # the extend step samples the next token
             self.generated_total += 1
             sampled += 1
+            positions += r.gen
             if r.first_token_at is None:
                 r.first_token_at = end
                 new_seqs += 1
@@ -679,6 +684,7 @@ class SimEngine:
             new_tokens=new_tokens,
             cached_tokens=cached,
             streamed_tokens=sampled,
+            streamed_positions=positions,
         )
 
     # ------------------------------------------------------------------ decode
@@ -723,6 +729,8 @@ class SimEngine:
                 self.new_token_ratio - steps * self.ratio_decay, self.min_ratio
             )
         mean_ctx = (self._run_ctx + n * self.counter) / n + (steps + 1) / 2.0
+        # Output tokens already generated, summed over the tokens these steps stream.
+        positions = steps * (self._run_gen + n * self.counter) + n * steps * (steps + 1) / 2.0
         per_rank = -(-n // self.perf.dp)  # CUDA graphs are captured per DP rank
         per_step = self.perf.decode_ms(n, mean_ctx, graph_bs=self._graph_pad_for(per_rank))
         duration = self.noise(per_step * steps, steps) / 1000.0
@@ -736,6 +744,7 @@ class SimEngine:
             events=events,
             kind="decode",
             streamed_tokens=n * steps,
+            streamed_positions=positions,
             steps=steps,
         )
 

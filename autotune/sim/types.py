@@ -64,6 +64,9 @@ class StepOutcome:
     # Output tokens sampled in this outcome and the engine steps it spans (fused
     # decode steps): what the output path (autotune/sim/frontend.py) must stream.
     streamed_tokens: int = 0
+    # Sum over those tokens of their position in their request's output (1 for the
+    # first token): what a per-token cost growing with the text streamed is priced on.
+    streamed_positions: float = 0.0
     steps: int = 1
 
 
