@@ -1,7 +1,8 @@
 """Score alternative workload and deployment hypotheses for the calibration rows' TTFT.
 
 The simulator's TTFT on the calibration rows (docs/simulator.md, "v2: what moved and
-what did not") is off by 41 % (dense) and 65 % (Qwen3-235B). This script replays the
+what did not") was off by 41 % (dense) and 65 % (Qwen3-235B) at the start of this
+work and is 32 % / 18 % now. This script replays the
 rows under hypotheses about how they were produced, each one a mechanism with a
 source, and prints TPOT / TTFT MAPE per hypothesis, so that what was ruled out can be
 re-checked. Nothing here changes the simulator.
@@ -13,7 +14,7 @@ re-checked. Nothing here changes the simulator.
 Hypotheses (``HYPOTHESES``):
 
 - ``baseline``: validate's defaults (osl +-20 %, 3 requests per user, all at once),
-  with SGLang's output path (autotune/sim/frontend.py, 46 us per streamed token).
+  with SGLang's output path (autotune/sim/frontend.py, ~46 us per streamed token).
 - ``no_output_path``: the same without the output path (the model before it).
 - ``exact_osl``: output lengths exactly ``osl`` (ignore_eos + max_tokens, as
   aiconfigurator's benchmark template runs aiperf with ``--osl-stddev 0``).
@@ -29,6 +30,13 @@ Hypotheses (``HYPOTHESES``):
   prompt token): spreads a wave of simultaneous arrivals over time.
 - ``steady_state``: validate's spread, but 10 requests per user after a discarded
   warm-up of 2 per user: the steady state without the first round.
+- ``ramp_exact_c4`` / ``_c1`` / ``_c05``: exact osl, users started like a load
+  generator's ramp-up (4, 1, 0.5 x concurrency users per second) instead of at once.
+- ``fixed_500`` ... ``fixed_2000``: validate's spread, a fixed number of requests per
+  run (at least one per user) instead of a number proportional to the users.
+- ``aiperf_default_count``: validate's spread, 2 requests per user (aiperf's default
+  request count, 2 x concurrency).
+- ``ingest_delay_spread``: ``ingest_delay``'s serial tokenizer under validate's spread.
 """
 
 from __future__ import annotations
@@ -81,6 +89,8 @@ class Hypothesis:
     extra_flags: Callable[[SiliconRow], dict[str, Any]] | None = None
     ingest_ms: tuple[float, float] = field(default=(0.0, 0.0))  # per request, per token
     stream_token_us: float | None = None  # None: the simulator's default
+    ramp_per_user: float | None = None  # users started per second / concurrency; None: at once
+    total_requests: int | None = None  # a fixed count per run instead of requests_per_user
 
 
 HYPOTHESES = {
@@ -94,7 +104,18 @@ HYPOTHESES = {
     ),
     "ingest_delay": Hypothesis(osl_spread=0.0, ingest_ms=(0.3, 0.001)),
     "steady_state": Hypothesis(osl_spread=0.2, requests_per_user=10, warmup_per_user=2),
+    "ramp_exact_c4": Hypothesis(osl_spread=0.0, ramp_per_user=4.0),
+    "ramp_exact_c1": Hypothesis(osl_spread=0.0, ramp_per_user=1.0),
+    "ramp_exact_c05": Hypothesis(osl_spread=0.0, ramp_per_user=0.5),
+    **{f"fixed_{n}": Hypothesis(total_requests=n) for n in (500, 1000, 1500, 2000)},
+    "aiperf_default_count": Hypothesis(requests_per_user=2),
+    "ingest_delay_spread": Hypothesis(ingest_ms=(0.3, 0.001)),
 }
+
+
+def _starts(concurrency: int, ramp_per_user: float | None) -> list[float]:
+    rate = None if ramp_per_user is None else concurrency * ramp_per_user
+    return _user_starts(concurrency, rate)
 
 
 class _IngestLoop(_ClosedLoop):
@@ -145,14 +166,17 @@ def simulate(row: SiliconRow, hyp: Hypothesis, seed: int = 0) -> tuple[float, fl
     if hyp.stream_token_us is not None:
         engine.frontend.token_us = hyp.stream_token_us
     warm = hyp.warmup_per_user * row.concurrency
+    measured = hyp.requests_per_user * row.concurrency
+    if hyp.total_requests is not None:
+        measured = max(hyp.total_requests, row.concurrency)
     loop = _IngestLoop(
         engine,
-        num_requests=hyp.requests_per_user * row.concurrency + warm,
+        num_requests=measured + warm,
         sample_lengths=length_sampler(row.isl, row.osl, hyp.osl_spread),
         sample_prefix=None,
         rng=random.Random(seed),
         max_time_s=None,
-        starts=_user_starts(row.concurrency, None),
+        starts=_starts(row.concurrency, hyp.ramp_per_user),
         ingest_ms=hyp.ingest_ms,
     )
     loop.run()
