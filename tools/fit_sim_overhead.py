@@ -22,6 +22,12 @@ with the host constants fixed, the same objective and the same cross-validations
 (folds over rows, leave-one-TP-out, leave-one-(isl, osl)-out, and leave-one-isl-out).
 
     .venv/bin/python tools/fit_sim_overhead.py --moe      # ~1 minute
+
+``--workload`` also chooses validate's workload (requests per closed-loop user, the
+output-length spread) jointly with the host constants; ``--workload-only`` chooses it
+with the host constants as shipped (how ``DEFAULT_REQUESTS_PER_USER`` and
+``DEFAULT_OSL_SPREAD`` in autotune/sim/validate.py were chosen). The defaults of the
+other modes replay validate's workload.
 """
 
 from __future__ import annotations
@@ -91,10 +97,15 @@ def _host_point(args: tuple) -> tuple[tuple, list[dict]]:
     return (seq_us, tp_growth, step_ms, per_user, spread), errs
 
 
-def host_table(rows: list, quick: bool, workload: bool, jobs: int) -> dict[tuple, list[dict]]:
+def host_table(
+    rows: list, quick: bool, workload: bool, jobs: int, workload_only: bool = False
+) -> dict[tuple, list[dict]]:
     """Errors per (seq_us, tp_growth, step_ms, requests_per_user, osl_spread) on the
-    dense rows; the workload is validate's unless ``workload``."""
-    if quick:
+    dense rows; the workload is validate's unless ``workload`` or ``workload_only``
+    (the host constants as shipped, only the workload chosen)."""
+    if workload_only:
+        host = [(HostOverhead().seq_us, HostOverhead().tp_growth, HostOverhead().step_ms)]
+    elif quick:
         host = list(itertools.product([12.0, 20.0, 28.0], [0.0, 0.2], [0.0, 1.0]))
     elif workload:  # around the host-only optimum: the workload is the new dimension
         host = list(itertools.product([2.0, 6.0, 10.0], [0.0], [2.0, 3.0, 4.0]))
@@ -104,7 +115,7 @@ def host_table(rows: list, quick: bool, workload: bool, jobs: int) -> dict[tuple
                 [6.0, 10.0, 14.0, 18.0, 22.0], [0.0, 0.1, 0.2], [0.0, 1.0, 2.0, 3.0, 4.0]
             )
         )
-    if workload:
+    if workload or workload_only:
         loads = list(itertools.product([3.0, 3.5, 4.0, 4.5, 5.0], [0.1, 0.15, 0.2, 0.25, 0.3]))
     else:
         loads = [(DEFAULT_REQUESTS_PER_USER, DEFAULT_OSL_SPREAD)]
@@ -150,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also choose validate's workload (requests per user, osl spread)",
     )
+    ap.add_argument(
+        "--workload-only",
+        action="store_true",
+        help="choose validate's workload with the host constants as shipped",
+    )
     ap.add_argument("--jobs", type=int, default=2, help="processes")
     ap.add_argument("--folds", type=int, default=5)
     args = ap.parse_args(argv)
@@ -159,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         table = moe_table(rows)
         names: tuple[str, ...] = ("moe_prefill_scale",)
     else:
-        table = host_table(rows, args.quick, args.workload, args.jobs)
+        table = host_table(rows, args.quick, args.workload, args.jobs, args.workload_only)
         names = ("seq_us", "tp_growth", "step_ms", "requests_per_user", "osl_spread")
     everything = list(range(len(rows)))
     best = min(table, key=lambda k: objective(table[k], everything))

@@ -13,7 +13,7 @@ re-checked. Nothing here changes the simulator.
 
 Hypotheses (``HYPOTHESES``):
 
-- ``baseline``: validate's defaults (osl +-20 %, 3 requests per user, all at once),
+- ``baseline``: validate's defaults (osl +-15 %, 4 requests per user, all at once),
   with SGLang's output path (autotune/sim/frontend.py, ~46 us per streamed token).
 - ``no_output_path``: the same without the output path (the model before it).
 - ``exact_osl``: output lengths exactly ``osl`` (ignore_eos + max_tokens, as
@@ -60,7 +60,13 @@ from autotune.sim.predict import length_sampler  # noqa: E402
 from autotune.sim.replay import RequestRecord, _ClosedLoop, _user_starts  # noqa: E402
 from autotune.sim.settings import build_engine  # noqa: E402
 from autotune.sim.types import SimRequest  # noqa: E402
-from autotune.sim.validate import SiliconRow, read_rows, row_flags  # noqa: E402
+from autotune.sim.validate import (  # noqa: E402
+    DEFAULT_OSL_SPREAD,
+    DEFAULT_REQUESTS_PER_USER,
+    SiliconRow,
+    read_rows,
+    row_flags,
+)
 
 FIXTURES = REPO / "tests" / "fixtures"
 ROW_SETS = {
@@ -83,8 +89,8 @@ def _aic_generator_flags(row: SiliconRow) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Hypothesis:
-    osl_spread: float = 0.2
-    requests_per_user: int = 3
+    osl_spread: float = DEFAULT_OSL_SPREAD
+    requests_per_user: float = DEFAULT_REQUESTS_PER_USER
     warmup_per_user: int = 0
     extra_flags: Callable[[SiliconRow], dict[str, Any]] | None = None
     ingest_ms: tuple[float, float] = field(default=(0.0, 0.0))  # per request, per token
@@ -103,7 +109,7 @@ HYPOTHESES = {
         osl_spread=0.0, requests_per_user=10, warmup_per_user=2, extra_flags=_aic_generator_flags
     ),
     "ingest_delay": Hypothesis(osl_spread=0.0, ingest_ms=(0.3, 0.001)),
-    "steady_state": Hypothesis(osl_spread=0.2, requests_per_user=10, warmup_per_user=2),
+    "steady_state": Hypothesis(requests_per_user=10, warmup_per_user=2),
     "ramp_exact_c4": Hypothesis(osl_spread=0.0, ramp_per_user=4.0),
     "ramp_exact_c1": Hypothesis(osl_spread=0.0, ramp_per_user=1.0),
     "ramp_exact_c05": Hypothesis(osl_spread=0.0, ramp_per_user=0.5),
@@ -166,7 +172,7 @@ def simulate(row: SiliconRow, hyp: Hypothesis, seed: int = 0) -> tuple[float, fl
     if hyp.stream_token_us is not None:
         engine.frontend.token_us = hyp.stream_token_us
     warm = hyp.warmup_per_user * row.concurrency
-    measured = hyp.requests_per_user * row.concurrency
+    measured = max(int(hyp.requests_per_user * row.concurrency), row.concurrency)
     if hyp.total_requests is not None:
         measured = max(hyp.total_requests, row.concurrency)
     loop = _IngestLoop(

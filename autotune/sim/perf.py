@@ -43,7 +43,7 @@ HOST_SEQ_US = 6.0
 HOST_TP_GROWTH = 0.0
 
 # --- Mixture-of-experts prefill (fitted on the 24 Qwen3-235B-A22B FP8 rows) ------
-# On the measured MoE rows a prefill step takes ~2.4x the sum of its kernels in the
+# On the measured MoE rows a prefill step takes ~2.5x the sum of its kernels in the
 # tables: TTFT at 2-4 users (one prompt or one small wave, no queue) is 1.7-2.6x the
 # table sum, and TPOT grows with the prompt length as decode waits behind those
 # longer prefills (TP 4, 4000-token prompts: 20-29 ms measured, 16-20 simulated
@@ -51,8 +51,9 @@ HOST_TP_GROWTH = 0.0
 # prefill path costs it was not identified (docs/simulator.md, "MoE prefill");
 # fitted with tools/fit_sim_overhead.py --moe on the 24 rows
 # (tests/fixtures/silicon_sample_sglang_qwen3_235b_fp8_h200.csv) and applied to every
-# MoE profile's extend steps.
-MOE_PREFILL_SCALE = 2.4
+# MoE profile's extend steps. Re-fitted 2026-12-04 (2.4 -> 2.5) when validate's replay
+# workload changed to 4 requests per user, +-15 % output lengths.
+MOE_PREFILL_SCALE = 2.5
 
 # --- Eager mode (not fitted: no eager rows exist in the measured data) ------------
 # Without a CUDA graph every kernel is launched from Python: the step cannot be
