@@ -108,6 +108,8 @@ class DockerLauncher(Launcher):
 
     Config = DockerConfig
     export_as: ClassVar[dict[str, str]] = {"docker_run.sh": "docker_run.sh"}
+    # start() may pull the image first: Ctrl-C must reach it (it removes what it made).
+    start_blocks = True
     leftover_kinds: ClassVar[tuple[str, ...]] = ("container",)
     name = "docker"
 

@@ -240,6 +240,8 @@ class OmeLauncher(Launcher):
 
     Config = OmeConfig
     export_as: ClassVar[dict[str, str]] = {"inferenceservice.yaml": "inferenceservice.yaml"}
+    # start() waits for the InferenceService to be Ready: Ctrl-C must reach it.
+    start_blocks = True
     leftover_kinds: ClassVar[tuple[str, ...]] = ("isvc", "process")
     name = "ome"
 

@@ -127,6 +127,9 @@ class Launcher(abc.ABC):
     startup_timeout_s: float = 600.0
     # Trials finish in milliseconds (no live progress worth reporting).
     instant: bool = False
+    # start() may block for long (pulls an image, waits for a rollout): it is not run
+    # with Ctrl-C held, and must stop what it started if it is interrupted.
+    start_blocks: bool = False
 
     def __init__(self, config: DeployConfig | None = None, **overrides: Any) -> None:
         config = config if config is not None else self.Config()

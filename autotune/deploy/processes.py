@@ -12,7 +12,9 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +46,30 @@ def stop_process_group(proc: subprocess.Popen, grace_s: float) -> None:
             proc.wait(timeout=0.05)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM for a few lines that must not be cut in two.
+
+    A signal raises KeyboardInterrupt wherever it lands: between starting an engine
+    and keeping its handle (or between MLflow creating a run and the recorder keeping
+    its id) it would leave something running for ever. The signal is delivered again,
+    to the handler it was meant for, on the way out.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs handlers in the main thread only: nothing lands here
+        return
+    held: list[int] = []
+    watched = (signal.SIGINT, signal.SIGTERM)
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: held.append(signum)) for sig in watched
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(sig, handler)
+        if held:
+            signal.raise_signal(held[0])

@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import signal
-import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -40,6 +38,7 @@ from autotune.deploy import (
 )
 from autotune.deploy.base import BenchmarkRequest
 from autotune.deploy.failures import failure_in, last_lines, read_log
+from autotune.deploy.processes import interrupts_held
 from autotune.deploy.readiness import wait_ready
 from autotune.objective import Objective
 from autotune.secrets import scrub, scrub_tree, secret_values
@@ -101,7 +100,7 @@ def run_trial(
     result = TrialResult(spec.name, "failed")
     started = time.monotonic()
     try:
-        with _interrupts_held():
+        with interrupts_held():
             events.started(spec, launcher, launcher.render(launch))
         with _gpu_lease(cfg, spec) as gpus:
             launch.gpus = gpus
@@ -124,36 +123,9 @@ def run_trial(
     finally:
         result.elapsed_s = time.monotonic() - started
         _scrub_workdir(spec.workdir, secrets)
-        with _interrupts_held():
+        with interrupts_held():
             events.finished(spec, result)
     return result
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while the observers open or close the trial's records.
-
-    A signal raises KeyboardInterrupt wherever it lands; landing between MLflow
-    creating the trial's run and the recorder keeping its id (or before the run is
-    ended) would leave a run RUNNING forever (CI saw it with SIGTERM between trials).
-    The signal is delivered again, to the handler it was meant for, on the way out.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # Python runs handlers in the main thread only: nothing lands here
-        return
-    held: list[int] = []
-    watched = (signal.SIGINT, signal.SIGTERM)
-    previous = {
-        sig: signal.signal(sig, lambda signum, _frame: held.append(signum)) for sig in watched
-    }
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            if handler is not None:  # None: set outside Python, nothing to put back
-                signal.signal(sig, handler)
-        if held:
-            signal.raise_signal(held[0])
 
 
 def _deploy_and_measure(
@@ -167,8 +139,13 @@ def _deploy_and_measure(
     """deploy → ready → benchmark → score, with the engine stopped on the way out."""
     cfg = spec.cfg
     events.phase("deploying")
-    result.endpoint = endpoint = launcher.start(launch)
+    endpoint: Endpoint | None = None
     try:
+        # A start that returns at once is not cut from the handle it returns: a signal
+        # landing in between would leave the engine running. A blocking start (an image
+        # pull, a cluster rollout) stays interruptible and cleans up after itself.
+        with contextlib.nullcontext() if launcher.start_blocks else interrupts_held():
+            result.endpoint = endpoint = launcher.start(launch)
         result.startup_s = wait_ready(
             launcher,
             endpoint,
@@ -196,7 +173,8 @@ def _deploy_and_measure(
         result.score, result.status = scored, "pruned" if result.by_pruner else "ok"
         events.phase("done")
     finally:
-        launcher.stop(endpoint)
+        if endpoint is not None:
+            launcher.stop(endpoint)
 
 
 def _benchmark(
