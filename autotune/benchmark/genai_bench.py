@@ -68,7 +68,7 @@ from urllib.parse import urlsplit
 from autotune.benchmark.dataset import DATASET_SCENARIO
 from autotune.benchmark.parse import find_run_files, parse_run_file
 from autotune.benchmark.scenarios import normalize_scenario
-from autotune.deploy.processes import stop_process_group
+from autotune.deploy.processes import interrupts_held, stop_process_group
 
 __all__ = [
     "BenchmarkRun",
@@ -503,28 +503,35 @@ def run_genai_bench(
     timed_out = False
     try:
         with open(log_path, "wb") as console:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                cwd=folder,  # anything genai-bench drops in its cwd stays with the results
-                env=benchmark_env(base_url),
-                start_new_session=True,  # own process group: one killpg stops everything
-            )
-            reader = threading.Thread(
-                target=_pump, args=(proc, console, needles, progress), daemon=True
-            )
-            reader.start()
+            proc: subprocess.Popen | None = None
+            reader: threading.Thread | None = None
             try:
+                # Its own process group does not get the terminal's Ctrl-C: a signal
+                # between Popen returning and this try would leave genai-bench running.
+                with interrupts_held():
+                    proc = subprocess.Popen(
+                        cmd,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        cwd=folder,  # what genai-bench drops in its cwd stays with the results
+                        env=benchmark_env(base_url),
+                        start_new_session=True,  # own process group: one killpg stops all
+                    )
+                reader = threading.Thread(
+                    target=_pump, args=(proc, console, needles, progress), daemon=True
+                )
+                reader.start()
                 exited = _wait_exit(proc, started + timeout_s, stop_when)
                 timed_out = not exited and time.monotonic() >= started + timeout_s
                 if timed_out:
                     log.warning("genai-bench exceeded %.0f s, stopping it", timeout_s)
             finally:
-                # The leader is unreaped here, so the group id is still ours to signal.
-                stop_process_group(proc, 0.0 if _exited(proc.pid) else grace_s)
-                reader.join(timeout=10)
+                if proc is not None:
+                    # The leader is unreaped here, so the group id is still ours to signal.
+                    stop_process_group(proc, 0.0 if _exited(proc.pid) else grace_s)
+                if reader is not None:
+                    reader.join(timeout=10)
     finally:
         # Also when interrupted: no secret stays on disk.
         scrub_secrets(folder, [api_key, *secrets])
