@@ -74,6 +74,7 @@ FAILURE_REASONS = (
     "unsupported_profile",
     "unsupported_parallelism",
     "startup_failure",
+    "requests_rejected",
     "simulation_error",
 )
 
@@ -281,6 +282,16 @@ def simulate_row(
     ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
     tpot = [r.tpot_s for r in ok if r.tpot_s is not None]
     if not ttft or not tpot:
+        settings = engine.settings
+        longest_prompt = min(settings.context_len, settings.max_total_num_tokens) - 6
+        if row.isl > longest_prompt or row.isl + row.osl >= settings.context_len:
+            # SGLang answers such a request with a 400 before it runs: a prediction, not
+            # a fault of the simulator.
+            raise RowFailure(
+                "requests_rejected",
+                f"a {row.isl}-token prompt does not fit: KV pool "
+                f"{settings.max_total_num_tokens} tokens, context {settings.context_len}",
+            )
         raise RowFailure("simulation_error", f"{len(records) - len(ok)} simulated requests failed")
     return 1000.0 * sum(ttft) / len(ttft), 1000.0 * sum(tpot) / len(tpot)
 

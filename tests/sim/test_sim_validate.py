@@ -62,6 +62,15 @@ def test_unknown_and_impossible_rows_are_classified(tmp_path):
                 "precision": "",
                 "tp_size": "1",
             },  # fmt: skip
+            # Llama-3.1-70B FP8 on one H100 at SGLang 0.5.0's fraction: a ~3.5k-token KV
+            # pool, so SGLang rejects every 8000-token prompt.
+            {
+                "model_path": "meta-llama/Llama-3.1-70B-Instruct",
+                "system": "h100_sxm",
+                "backend_version": "0.5.0",
+                "tp_size": "1",
+                "isl": "8000",
+            },  # fmt: skip
             {"isl": ""},
             {"silicon_tpot_ms": "nan"},
             {"backend": "vllm"},
@@ -69,10 +78,11 @@ def test_unknown_and_impossible_rows_are_classified(tmp_path):
     )
     rc, out, per_row = _validate(rows, "--per-row")
     assert rc == 0
-    assert (out["rows"], out["predicted"], out["failed"]) == (14, 3, 11)
-    assert out["coverage"] == round(3 / 14, 4)
+    assert (out["rows"], out["predicted"], out["failed"]) == (15, 3, 12)
+    assert out["coverage"] == round(3 / 15, 4)
     assert out["failures"] == {
         "malformed_row": 2,
+        "requests_rejected": 1,
         "startup_failure": 1,
         "unknown_dtype": 1,
         "unknown_gpu": 1,
@@ -83,7 +93,9 @@ def test_unknown_and_impossible_rows_are_classified(tmp_path):
     }
     assert out["excluded"] == {"vllm/agg": 1}
     assert 0 <= out["tpot_mape"] < 1 and out["ttft_mape"] >= 0
-    assert len(per_row) == 14
+    assert len(per_row) == 15
+    rejected = [r for r in per_row if r.get("failure") == "requests_rejected"]
+    assert rejected[0]["message"].startswith("a 8000-token prompt does not fit: KV pool")
     startup = [r for r in per_row if r.get("failure") == "startup_failure"]
     assert startup[0]["message"].startswith("Not enough memory")
     predicted = [r for r in per_row if "failure" not in r]
