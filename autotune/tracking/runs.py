@@ -405,5 +405,27 @@ def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> 
     )
 
 
+def mark_reclaimed(
+    client: MlflowClient, experiment_id: str, parent_run_id: str, trial_index: int
+) -> list[str]:
+    """Retag the ok runs of a trial the search never heard back from.
+
+    A sweep process killed after a trial's run was recorded but before Optuna was told
+    leaves an ok run for a trial the next sweep reclaims (FAIL, budget given back, the
+    slot re-run). Its numbers stay, but as ``reclaimed``: MLflow and Optuna then agree
+    on which trials count, and the summary does not pick a result the search never saw.
+    """
+    runs = search_all(
+        client,
+        [experiment_id],
+        f"tags.`{PARENT}` = '{parent_run_id}' and tags.`{ROLE}` = 'trial' "
+        f"and tags.`autotune.trial_index` = '{trial_index}' and tags.`{STATUS}` = 'ok'",
+    )
+    for run in runs:
+        client.set_tag(run.info.run_id, STATUS, "reclaimed")
+        client.set_tag(run.info.run_id, FAILURE, "worker_killed")
+    return [run.info.run_id for run in runs]
+
+
 def is_terminal(status: str) -> bool:
     return RunStatus.is_terminated(RunStatus.from_string(status))

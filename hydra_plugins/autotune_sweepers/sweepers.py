@@ -318,12 +318,40 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
         from autotune.study.team import is_stale, reclaim
 
         me = owner_id()
+        reclaimed = []
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if is_stale(t, me, self.worker, self.stale_after_s):
                 log.warning(
                     "trial %d was left RUNNING by an earlier sweep: marking it FAIL", t.number
                 )
                 reclaim(study, t)
+                reclaimed.append(t.number)
+        if reclaimed:
+            self._retag_reclaimed_runs(reclaimed)
+
+    def _retag_reclaimed_runs(self, numbers: list[int]) -> None:
+        """A sweep killed between recording a trial and telling Optuna left an ok MLflow
+        run for a trial now reclaimed: it is retagged, so both stores count the same."""
+        from autotune import tracking
+        from autotune.study.team import StudyInfo
+
+        assert self.config is not None
+        try:
+            info = StudyInfo.read(Path(self.config.hydra.sweep.dir).resolve())
+            client = tracking.open_client(info.tracking_uri)
+            for number in numbers:
+                # Jobs are numbered after the Optuna trials (``job_idx`` below).
+                for run_id in tracking.mark_reclaimed(
+                    client, info.experiment_id, info.parent_run_id, number + 1
+                ):
+                    log.warning(
+                        "trial %d had been recorded (MLflow run %s) but the search never "
+                        "heard its result: tagged reclaimed",
+                        number,
+                        run_id,
+                    )
+        except Exception:  # bookkeeping must not stop the study
+            log.exception("could not retag the MLflow runs of reclaimed trials %s", numbers)
 
 
 def _register_for_pruning(first_job: int, trials: list[Any], config: Any) -> None:

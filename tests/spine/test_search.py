@@ -7,7 +7,9 @@ engine is the simulated SGLang, on the virtual clock unless a test needs real ti
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -15,7 +17,8 @@ import optuna
 import pytest
 from study_runner import optuna_study, run_cli, runs
 
-from autotune.study.team import REPEAT_ATTR
+from autotune import tracking
+from autotune.study.team import RECLAIMED_ATTR, REPEAT_ATTR
 
 VIRTUAL = ["deploy.clock=virtual"]
 
@@ -46,6 +49,49 @@ def test_rerunning_the_same_command_resumes_without_repeating_trials(tmp_path):
     proc = autotune(tmp_path, "search=tpe", "search.n_trials=5", *VIRTUAL)
     assert "already has its 5 trials" in proc.stderr
     assert len(runs(tmp_path)[1]) == 6
+
+
+@pytest.mark.slow
+def test_a_trial_recorded_but_never_told_is_reclaimed_in_both_stores(tmp_path):
+    """A sweep SIGKILLed after recording a trial in MLflow and before telling Optuna
+    leaves an ok run for a RUNNING trial: the next run reclaims the trial (its slot is
+    re-run) and retags the run, so the result the search never saw is not picked."""
+    autotune(tmp_path, "search=tpe", "search.n_trials=1", *VIRTUAL)
+    # What the SIGKILL leaves: a RUNNING trial owned by a process that is gone, and its
+    # run finished ok with an objective better than anything measured.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    trial = optuna_study(tmp_path).ask()
+    trial.set_user_attr("autotune_owner", f"{gone.pid}@{socket.gethostname()}")
+    parent = runs(tmp_path)[0].iloc[0]
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    index = trial.number + 1  # the job numbering of the Optuna sweeper
+    orphan = client.create_run(
+        parent["experiment_id"],
+        run_name=f"trial-{index:03d}",
+        tags={
+            tracking.ROLE: "trial",
+            tracking.PARENT: parent["run_id"],
+            tracking.STATUS: "ok",
+            "autotune.trial_index": str(index),
+            "autotune.baseline": "false",
+        },
+    ).info.run_id
+    client.log_metric(orphan, "objective", 1e9)
+    client.set_terminated(orphan)
+
+    proc = autotune(tmp_path, "search=tpe", "search.n_trials=2", *VIRTUAL)
+    assert f"trial {trial.number} was left RUNNING" in proc.stderr
+    assert "the search never heard its result: tagged reclaimed" in proc.stderr
+    tags = client.get_run(orphan).data.tags
+    assert (tags[tracking.STATUS], tags[tracking.FAILURE]) == ("reclaimed", "worker_killed")
+    study = optuna_study(tmp_path)
+    told = study.trials[trial.number]
+    assert told.state == optuna.trial.TrialState.FAIL and told.user_attrs[RECLAIMED_ATTR]
+    measured = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len([t for t in measured if REPEAT_ATTR not in t.user_attrs]) == 2
+    best = client.get_run(parent["run_id"]).data.tags["autotune.best_run_id"]
+    assert best != orphan
 
 
 @pytest.mark.slow
