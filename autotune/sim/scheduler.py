@@ -225,18 +225,26 @@ class SimEngine:
         self._last_kind = "idle"
 
     # ------------------------------------------------------------------ public API
+    @property
+    def _max_req_len(self) -> int:
+        return min(self.settings.context_len - 1, self.max_total - 1)
+
+    def rejects(self, input_len: int, output_len: int) -> bool:
+        """Would SGLang answer this request with a 400 before it runs ("Requested token
+        count exceeds the model's maximum context length" / input longer than the KV
+        pool)?"""
+        too_long = input_len + output_len >= self.settings.context_len
+        return too_long or input_len > self._max_req_len - 5
+
     def add(self, req: SimRequest) -> None:
         """Queue a request (it arrived at ``req.arrival``); oversize requests are aborted."""
         r = _Req(req, self._seq)
         self._seq += 1
-        max_req_len = min(self.settings.context_len - 1, self.max_total - 1)
-        if r.input_len + r.output_len >= self.settings.context_len or r.input_len > max_req_len - 5:
-            # SGLang answers 400 ("Requested token count exceeds the model's maximum
-            # context length" / input longer than the KV pool); the request never runs.
+        if self.rejects(r.input_len, r.output_len):
             self._pending.append(TokenEvent(req.rid, "aborted", 0, req.arrival))
             return
         # The scheduler clips max_new_tokens so that one request always fits the pool.
-        r.output_len = max(1, min(r.output_len, max_req_len - r.input_len - 1))
+        r.output_len = max(1, min(r.output_len, self._max_req_len - r.input_len - 1))
         self.prompt_tokens_total += r.input_len
         self.waiting.append(r)
 

@@ -282,11 +282,8 @@ def simulate_row(
     ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
     tpot = [r.tpot_s for r in ok if r.tpot_s is not None]
     if not ttft or not tpot:
-        settings = engine.settings
-        longest_prompt = min(settings.context_len, settings.max_total_num_tokens) - 6
-        if row.isl > longest_prompt or row.isl + row.osl >= settings.context_len:
-            # SGLang answers such a request with a 400 before it runs: a prediction, not
-            # a fault of the simulator.
+        if engine.rejects(row.isl, row.osl):  # a prediction, not a fault of the simulator
+            settings = engine.settings
             raise RowFailure(
                 "requests_rejected",
                 f"a {row.isl}-token prompt does not fit: KV pool "
