@@ -1,9 +1,8 @@
 """Score alternative workload and deployment hypotheses for the calibration rows' TTFT.
 
-The simulator's TTFT on the calibration rows (docs/simulator.md, "v2: what moved and
-what did not") was off by 41 % (dense) and 65 % (Qwen3-235B) at the start of this
-work and is 32 % / 18 % now. This script replays the
-rows under hypotheses about how they were produced, each one a mechanism with a
+The simulator's TTFT on the calibration rows was off by 41 % (dense) and 65 %
+(Qwen3-235B) before v2; docs/simulator.md ("v2: what moved and what did not") has
+where it stands now. This script replays the rows under hypotheses about how they were produced, each one a mechanism with a
 source, and prints TPOT / TTFT MAPE per hypothesis, so that what was ruled out can be
 re-checked. Nothing here changes the simulator.
 

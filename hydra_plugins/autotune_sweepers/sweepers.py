@@ -340,7 +340,8 @@ class AutotuneOptunaSweeperImpl(OptunaSweeperImpl):
             info = StudyInfo.read(Path(self.config.hydra.sweep.dir).resolve())
             client = tracking.open_client(info.tracking_uri)
             for number in numbers:
-                # Jobs are numbered after the Optuna trials (``job_idx`` below).
+                # Jobs are numbered after the Optuna trials (``job_idx``, set where the
+                # trials are asked): trial N is job N + 1, job 0 the baseline.
                 for run_id in tracking.mark_reclaimed(
                     client, info.experiment_id, info.parent_run_id, number + 1
                 ):
